@@ -1,0 +1,10 @@
+//! metricbench coordinator library: configuration, experiments, the worker protocol and its executor.
+//! The binary in `main.rs` is a thin command-line front end over these modules.
+
+pub mod cli_values;
+pub mod config;
+pub mod executor;
+pub mod experiment;
+pub mod fsutil;
+pub mod protocol;
+pub mod run;

@@ -1,0 +1,55 @@
+//! `metricbench` command line. Flag names follow the original powerful-benchmarker so its users'
+//! commands keep working; `--KEY VALUE` pairs that are not tool flags are config overrides.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "metricbench",
+    version,
+    about = "Benchmark and tune deep-metric-learning methods",
+    long_about = "Benchmark and tune deep-metric-learning methods.\n\n\
+        Without a subcommand, `metricbench --experiment_name X ...` behaves as `run`."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Train and evaluate one experiment.
+    #[command(
+        after_help = "Flags: --experiment_name NAME (required), --root_experiment_folder DIR \
+        (default experiments), --dataset_root DIR (default datasets), --root_config_folder DIR \
+        (default ./configs), --config_general a b c (likewise config_models, config_optimizers, \
+        config_loss_and_miners, config_transforms, config_eval), and any config key as \
+        --KEY VALUE (YAML; braces may span words: --optimizers {trunk_optimizer: {Adam: {lr: 0.01}}})."
+    )]
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let mut argv: Vec<String> = std::env::args().collect();
+    // `metricbench --experiment_name X ...` is `run` (the original tool had no subcommands).
+    if argv.get(1).is_some_and(|a| a.starts_with("--") && a != "--help" && a != "--version") {
+        argv.insert(1, "run".to_string());
+    }
+    let cli = Cli::parse_from(argv);
+    let result = match cli.command {
+        Commands::Run { args } => metricbench::run::RunArgs::from_tokens(&args)
+            .and_then(metricbench::run::run)
+            .map(|_| ()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
