@@ -218,9 +218,19 @@ pub fn run(args: RunArgs) -> Result<JobOutcome> {
     Ok(outcome)
 }
 
+/// Prints a line above the progress bar, or plainly on stderr when there is no terminal to draw on
+/// (indicatif then hides the bar and drops its printed lines).
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
 fn show_event(bar: &ProgressBar, event: &Event) {
     match event {
-        Event::Ready { name, device, .. } => bar.println(format!("worker {name} ready on {device}")),
+        Event::Ready { name, device, .. } => say(bar, format!("worker {name} ready on {device}")),
         Event::Progress {
             fold,
             epoch,
@@ -248,10 +258,10 @@ fn show_event(bar: &ProgressBar, event: &Event) {
                 .map(|(k, v)| format!("{k}={}", format_metric(v)))
                 .collect();
             let best = if *is_best { " (best)" } else { "" };
-            bar.println(format!(
-                "{fold} epoch {epoch} {split}: {}{best}",
-                shown.join(" ")
-            ));
+            say(
+                bar,
+                format!("{fold} epoch {epoch} {split}: {}{best}", shown.join(" ")),
+            );
         }
         Event::Result { .. } | Event::Error { .. } => {}
     }
@@ -277,11 +287,7 @@ pub fn results_table(name: &str, outcome: &JobOutcome) -> String {
     for fold in &outcome.folds {
         let mut row = vec![fold.fold.clone(), fold.best_epoch.to_string()];
         for m in &metric_names {
-            row.push(
-                fold.metrics
-                    .get(m)
-                    .map_or("-".to_string(), format_metric),
-            );
+            row.push(fold.metrics.get(m).map_or("-".to_string(), format_metric));
         }
         rows.push(row);
     }

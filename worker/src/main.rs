@@ -1,3 +1,98 @@
-fn main() {
-    println!("cuda: {}", tch::Cuda::is_available());
+//! `metricbench-worker`: reads one job (protocol v1, one JSON line) on stdin, trains and evaluates it
+//! with libtorch, writes the experiment folder and streams events on stdout. Human-readable logs go
+//! to stderr. Exit status 0 only after a `result` event.
+
+mod accuracy;
+mod datasets;
+mod distances;
+mod errors;
+mod events;
+mod losses;
+mod models;
+mod optimizers;
+mod records;
+mod runner;
+mod samplers;
+mod spec;
+mod splits;
+mod testers;
+
+use errors::kind_of;
+use events::{emit, listen_for_commands, StopFlag};
+use metricbench::protocol::{Action, ErrorKind, Event, Job, PROTOCOL_VERSION};
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: metricbench-worker    (reads one protocol-v1 job line on stdin)\n\
+                     \x20      metricbench-worker --version";
+
+fn fail(kind: ErrorKind, message: String) -> ExitCode {
+    eprintln!("error ({kind}): {message}");
+    emit(&Event::Error { kind, message });
+    ExitCode::FAILURE
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        None => {}
+        Some("--version") => {
+            println!(
+                "metricbench-worker {} (protocol {PROTOCOL_VERSION})",
+                env!("CARGO_PKG_VERSION")
+            );
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => {
+            eprintln!("unknown argument `{other}`\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    }
+
+    let mut line = String::new();
+    match std::io::stdin().read_line(&mut line) {
+        Ok(0) => return fail(ErrorKind::Config, "no job received on stdin".to_string()),
+        Ok(_) => {}
+        Err(e) => {
+            return fail(
+                ErrorKind::Internal,
+                format!("cannot read the job from stdin: {e}"),
+            )
+        }
+    }
+    let job = match Job::parse_line(line.trim_end()) {
+        Ok(job) => job,
+        Err(e) => return fail(ErrorKind::Config, e),
+    };
+    let stop = StopFlag::default();
+    listen_for_commands(stop.clone());
+
+    let device = runner::parse_device(
+        job.config
+            .get("device")
+            .and_then(|d| d.as_str())
+            .unwrap_or("auto"),
+    )
+    .map(runner::device_name)
+    .unwrap_or_else(|_| "invalid".to_string());
+    emit(&Event::Ready {
+        name: "metricbench-worker".to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        device,
+        protocol: PROTOCOL_VERSION,
+    });
+
+    let outcome = match job.action {
+        Action::Train => runner::train(&job, &stop),
+        Action::Evaluate | Action::EvaluateEnsemble => Err(errors::config_error(format!(
+            "action {:?} is not available in this worker version",
+            job.action
+        ))),
+    };
+    match outcome {
+        Ok(result) => {
+            emit(&result);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(kind_of(&e), format!("{e:#}")),
+    }
 }
