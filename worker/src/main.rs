@@ -3,6 +3,7 @@
 //! to stderr. Exit status 0 only after a `result` event.
 
 mod accuracy;
+mod checkpoints;
 mod datasets;
 mod distances;
 mod errors;
@@ -13,13 +14,15 @@ mod optimizers;
 mod records;
 mod runner;
 mod samplers;
+mod schedulers;
 mod spec;
 mod splits;
 mod testers;
+mod trainers;
 
 use errors::kind_of;
 use events::{emit, listen_for_commands, StopFlag};
-use metricbench::protocol::{Action, ErrorKind, Event, Job, PROTOCOL_VERSION};
+use metricbench::protocol::{ErrorKind, Event, Job, PROTOCOL_VERSION};
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: metricbench-worker    (reads one protocol-v1 job line on stdin)\n\
@@ -81,13 +84,7 @@ fn main() -> ExitCode {
         protocol: PROTOCOL_VERSION,
     });
 
-    let outcome = match job.action {
-        Action::Train => runner::train(&job, &stop),
-        Action::Evaluate | Action::EvaluateEnsemble => Err(errors::config_error(format!(
-            "action {:?} is not available in this worker version",
-            job.action
-        ))),
-    };
+    let outcome = runner::run(&job, &stop);
     match outcome {
         Ok(result) => {
             emit(&result);

@@ -1,42 +1,82 @@
-//! One job: build the dataset and its split schemes, train and evaluate every fold, report the
-//! objective (mean over folds of each fold's best validation metric, with its standard error).
+//! One job (SPEC §4): build the dataset and its split schemes, then train every fold (the loop is
+//! in `trainers`), evaluate saved best checkpoints, or evaluate the ensemble of all folds; write the
+//! meta logs and report the objective (mean over folds of each fold's best validation metric, with
+//! its standard error).
 
+use crate::checkpoints::{self, Suffix};
 use crate::datasets::{self, Dataset};
-use crate::errors::{config_error, nan_error};
+use crate::errors::config_error;
 use crate::events::{emit, StopFlag};
-use crate::losses::{self, MetricLoss};
 use crate::models::{self, Model};
-use crate::optimizers::{self, Optimizer};
-use crate::records::{cell, CsvTable};
-use crate::samplers;
+use crate::records::{cell, row_value, CsvTable};
 use crate::spec::Config;
 use crate::splits::{self, class_ranges, CrossValidation, SplitScheme};
 use crate::testers::{evaluate_split, EvalSettings};
+use crate::trainers::{self, base};
 use anyhow::{Context, Result};
-use metricbench::protocol::{metric_value, Event, FoldResult, Job, Metrics, Objective};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
+use metricbench::protocol::{metric_value, Action, Event, FoldResult, Job, Metrics, Objective};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
-use tch::{Device, Kind, Tensor};
+use tch::Device;
+
+/// `num_epochs_train`: one count for every fold, or `{fold name: count}` (how `--reproduce_results`
+/// replays a resumed experiment).
+#[derive(Debug, Clone)]
+pub enum NumEpochs {
+    All(i64),
+    PerFold(BTreeMap<String, i64>),
+}
+
+impl NumEpochs {
+    fn for_fold(&self, fold: &str) -> Result<i64> {
+        match self {
+            NumEpochs::All(n) => Ok(*n),
+            NumEpochs::PerFold(m) => m.get(fold).copied().ok_or_else(|| {
+                config_error(format!(
+                    "num_epochs_train is given per fold but has no entry for fold {fold} (it has {})",
+                    m.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+            }),
+        }
+    }
+}
 
 /// Training settings from the general config keys.
-struct Settings {
-    num_epochs: usize,
-    iterations_per_epoch: usize,
-    save_interval: usize,
-    patience: Option<usize>,
-    batch_size: usize,
-    check_untrained_accuracy: bool,
-    label_level: usize,
-    primary_metric: String,
-    seed: u64,
-    eval: EvalSettings,
+pub struct Settings {
+    pub num_epochs: NumEpochs,
+    pub iterations_per_epoch: usize,
+    pub save_interval: usize,
+    pub patience: Option<usize>,
+    pub batch_size: usize,
+    pub check_untrained_accuracy: bool,
+    pub label_level: usize,
+    pub primary_metric: String,
+    pub seed: u64,
+    pub eval: EvalSettings,
 }
 
 impl Settings {
+    /// Accuracy table of a split: `accuracies_normalized_compared_to_self_GlobalEmbeddingSpaceTester_level_0_VAL`.
+    pub fn accuracy_table(&self, split: &str) -> String {
+        format!(
+            "accuracies_{}_GlobalEmbeddingSpaceTester_level_{}_{}",
+            self.eval.table_tag(),
+            self.label_level,
+            split.to_uppercase()
+        )
+    }
+
+    /// The primary metric (`eval_metric_for_best_epoch`) of an evaluation.
+    pub fn primary(&self, metrics: &BTreeMap<String, f64>) -> Result<f64> {
+        metrics.get(&self.primary_metric).copied().ok_or_else(|| {
+            config_error(format!(
+                "eval_metric_for_best_epoch `{}` is not a computed metric; available: {}",
+                self.primary_metric,
+                metrics.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })
+    }
+
     fn from_config(cfg: &Config) -> Result<Settings> {
         let save_interval = cfg.usize("save_interval", Some(2))?;
         if save_interval == 0 {
@@ -55,8 +95,23 @@ impl Settings {
             None => cfg.str("eval_primary_metric", "mean_average_precision_at_r")?,
         }
         .to_string();
+        let num_epochs = match cfg.get("num_epochs_train") {
+            Some(serde_json::Value::Object(m)) => {
+                let mut per_fold = BTreeMap::new();
+                for (fold, v) in m {
+                    let n = v.as_u64().ok_or_else(|| {
+                        config_error(format!(
+                            "num_epochs_train/{fold} must be a non-negative integer, got {v}"
+                        ))
+                    })?;
+                    per_fold.insert(fold.clone(), n as i64);
+                }
+                NumEpochs::PerFold(per_fold)
+            }
+            _ => NumEpochs::All(cfg.usize("num_epochs_train", Some(1000))? as i64),
+        };
         Ok(Settings {
-            num_epochs: cfg.usize("num_epochs_train", Some(1000))?,
+            num_epochs,
             iterations_per_epoch,
             save_interval,
             patience: cfg.optional_usize("patience")?,
@@ -162,10 +217,42 @@ fn write_split_summary(folder: &Path, scheme: &SplitScheme, labels: &[i64]) -> R
     metricbench::fsutil::write_atomic(&folder.join("splits.yaml"), text.as_bytes())
 }
 
-/// Runs a `train` job and returns the `result` event.
-pub fn train(job: &Job, stop: &StopFlag) -> Result<Event> {
+/// The single place a tester is called: accuracies of `indices` embedded by trunk -> embedder (or the
+/// trunk alone when `embedder` is `None`).
+pub fn evaluate_models(
+    dataset: &dyn Dataset,
+    indices: &[usize],
+    settings: &Settings,
+    trunk: &Model,
+    embedder: Option<&Model>,
+    device: Device,
+) -> Result<BTreeMap<String, f64>> {
+    evaluate_split(
+        dataset,
+        indices,
+        settings.label_level,
+        trunk,
+        embedder,
+        &settings.eval,
+        device,
+    )
+}
+
+/// What every action needs: settings, dataset, split schemes.
+struct Prepared<'a> {
+    cfg: Config<'a>,
+    settings: Settings,
+    device: Device,
+    dataset: Box<dyn Dataset>,
+    labels: Vec<i64>,
+    schemes: Vec<SplitScheme>,
+    experiment: PathBuf,
+}
+
+fn prepare(job: &Job) -> Result<Prepared<'_>> {
     let cfg = Config(&job.config);
     let settings = Settings::from_config(&cfg)?;
+    trainers::method_name(&cfg)?;
     let device = parse_device(cfg.str("device", "auto")?)?;
     tch::manual_seed(settings.seed as i64);
     let dataset = datasets::build(cfg.require("dataset")?)?;
@@ -178,6 +265,11 @@ pub fn train(job: &Job, stop: &StopFlag) -> Result<Event> {
     }
     let labels = dataset.labels(settings.label_level).to_vec();
     let schemes = split_schemes(&cfg, dataset.as_ref(), &labels)?;
+    if job.splits_to_eval.is_empty() {
+        return Err(config_error(
+            "splits_to_eval is empty; name at least one split, e.g. [val]",
+        ));
+    }
     for split in &job.splits_to_eval {
         if !schemes[0].splits.iter().any(|(n, _)| n == split) {
             let names: Vec<&str> = schemes[0].splits.iter().map(|(n, _)| n.as_str()).collect();
@@ -187,27 +279,80 @@ pub fn train(job: &Job, stop: &StopFlag) -> Result<Event> {
             )));
         }
     }
-    let experiment = PathBuf::from(&job.experiment_folder);
-    let mut folds = Vec::new();
-    for (fold_index, scheme) in schemes.iter().enumerate() {
-        let fold = train_fold(
-            &cfg,
-            &settings,
-            dataset.as_ref(),
-            &labels,
+    Ok(Prepared {
+        cfg,
+        settings,
+        device,
+        dataset,
+        labels,
+        schemes,
+        experiment: PathBuf::from(&job.experiment_folder),
+    })
+}
+
+impl Prepared<'_> {
+    fn context<'b>(
+        &'b self,
+        fold_index: usize,
+        splits_to_eval: &'b [String],
+        stop: &'b StopFlag,
+    ) -> Result<base::FoldContext<'b>> {
+        let scheme = &self.schemes[fold_index];
+        Ok(base::FoldContext {
+            cfg: &self.cfg,
+            settings: &self.settings,
+            dataset: self.dataset.as_ref(),
+            labels: &self.labels,
             scheme,
-            &experiment,
+            folder: self.experiment.join(&scheme.name),
             fold_index,
-            &job.splits_to_eval,
-            device,
+            splits_to_eval,
+            device: self.device,
             stop,
-        )
-        .with_context(|| format!("fold {}", scheme.name))?;
-        folds.push(fold);
-        if stop.requested() {
-            break;
-        }
+            num_epochs: self.settings.num_epochs.for_fold(&scheme.name)?,
+        })
     }
+
+    /// The trunk and embedder of a fold as saved in its best checkpoint.
+    fn best_models(&self, ctx: &base::FoldContext) -> Result<(i64, Model, Model)> {
+        let dir = ctx.models_folder();
+        let epoch = checkpoints::best_epoch(&dir).ok_or_else(|| {
+            config_error(format!(
+                "fold {} has no best checkpoint in {} (no trunk_best<epoch>.safetensors); train the                  experiment first",
+                ctx.scheme.name,
+                dir.display()
+            ))
+        })?;
+        let (mut trunk, mut embedder) = self.fresh_models(ctx)?;
+        trunk.load(&checkpoints::file(&dir, "trunk", Suffix::Best(epoch)))?;
+        embedder.load(&checkpoints::file(&dir, "embedder", Suffix::Best(epoch)))?;
+        Ok((epoch, trunk, embedder))
+    }
+
+    /// A fold's trunk and embedder as initialised before training (same seed as training).
+    fn fresh_models(&self, ctx: &base::FoldContext) -> Result<(Model, Model)> {
+        ctx.seed_models();
+        let (_, train_labels) = ctx.train_labels()?;
+        let input_dim = self.dataset.sample_shape().iter().product::<i64>();
+        let mut c = trainers::build(&self.cfg, input_dim, &train_labels, self.device)?;
+        let mut models = std::mem::take(&mut c.models).into_iter();
+        let trunk = models.next().expect("trunk is built first");
+        let embedder = models.next().expect("embedder is built second");
+        Ok((trunk, embedder))
+    }
+}
+
+/// Runs a job and returns its `result` event.
+pub fn run(job: &Job, stop: &StopFlag) -> Result<Event> {
+    let p = prepare(job)?;
+    match job.action {
+        Action::Train => train(job, &p, stop),
+        Action::Evaluate => evaluate(job, &p),
+        Action::EvaluateEnsemble => evaluate_ensemble(job, &p),
+    }
+}
+
+fn result_event(settings: &Settings, folds: Vec<FoldResult>) -> Event {
     let values: Vec<f64> = folds
         .iter()
         .filter_map(|f| {
@@ -217,14 +362,248 @@ pub fn train(job: &Job, stop: &StopFlag) -> Result<Event> {
         })
         .collect();
     let (mean, sem) = mean_and_sem(&values);
-    Ok(Event::Result {
+    Event::Result {
         objective: Objective {
             metric: settings.primary_metric.clone(),
             mean,
             sem,
         },
         folds,
-    })
+    }
+}
+
+fn train(job: &Job, p: &Prepared, stop: &StopFlag) -> Result<Event> {
+    let mut folds = Vec::new();
+    for (fold_index, scheme) in p.schemes.iter().enumerate() {
+        let ctx = p.context(fold_index, &job.splits_to_eval, stop)?;
+        std::fs::create_dir_all(&ctx.folder)
+            .with_context(|| format!("cannot create {}", ctx.folder.display()))?;
+        write_split_summary(&ctx.folder, scheme, &p.labels)?;
+        let fold =
+            base::train_fold(&ctx, job.resume).with_context(|| format!("fold {}", scheme.name))?;
+        folds.push(fold);
+        if stop.requested() {
+            break;
+        }
+    }
+    write_meta_logs(p, &job.splits_to_eval)?;
+    Ok(result_event(&p.settings, folds))
+}
+
+/// `--evaluate`: accuracies of every fold's best checkpoint on `splits_to_eval`. A row is added to
+/// a split's table unless that table already has the row of that epoch (the original's
+/// `skip_eval_if_already_done`); the events always carry the freshly computed values.
+fn evaluate(job: &Job, p: &Prepared) -> Result<Event> {
+    let stop = StopFlag::default();
+    let mut folds = Vec::new();
+    let report_split = if job.splits_to_eval.iter().any(|s| s == "val") {
+        "val"
+    } else {
+        job.splits_to_eval[0].as_str()
+    };
+    for fold_index in 0..p.schemes.len() {
+        let ctx = p.context(fold_index, &job.splits_to_eval, &stop)?;
+        let (epoch, trunk, embedder) = p.best_models(&ctx)?;
+        let mut records = base::Records::new(ctx.csv_folder());
+        let mut reported = Metrics::new();
+        for split in &job.splits_to_eval {
+            let idx = ctx.scheme.split(split).expect("checked in prepare");
+            let embedder = (!p.settings.eval.use_trunk_output).then_some(&embedder);
+            let metrics = evaluate_models(
+                p.dataset.as_ref(),
+                idx,
+                &p.settings,
+                &trunk,
+                embedder,
+                p.device,
+            )?;
+            p.settings.primary(&metrics)?;
+            let json: Metrics = metrics
+                .iter()
+                .map(|(k, v)| (k.clone(), metric_value(*v)))
+                .collect();
+            let done = records
+                .table(&p.settings, split)?
+                .rows()
+                .iter()
+                .any(|r| row_value(r, "epoch") == Some(epoch as f64));
+            if !done {
+                let best = base::best_from_records(&mut records, &p.settings)?;
+                records.record(&p.settings, split, epoch, &metrics, best.as_ref())?;
+            }
+            if split == report_split {
+                reported = json.clone();
+            }
+            emit(&Event::Evaluation {
+                fold: ctx.scheme.name.clone(),
+                epoch,
+                split: split.clone(),
+                metrics: json,
+                is_best: true,
+            });
+        }
+        folds.push(FoldResult {
+            fold: ctx.scheme.name.clone(),
+            best_epoch: epoch,
+            metrics: reported,
+        });
+    }
+    write_meta_logs(p, &job.splits_to_eval)?;
+    Ok(result_event(&p.settings, folds))
+}
+
+/// `ConcatenateEmbeddings` on `test`: every fold's best trunk + embedder, each fold's embedding
+/// L2-normalised (when `eval_normalize_embeddings`) and concatenated; plus the untrained variant
+/// (fresh trunks, identity embedders) when `check_untrained_accuracy`. Written to
+/// `meta_logs/saved_csvs/meta_ConcatenateEmbeddings_<group>_TEST.csv`.
+fn evaluate_ensemble(job: &Job, p: &Prepared) -> Result<Event> {
+    let stop = StopFlag::default();
+    if !job.splits_to_eval.iter().any(|s| s == "test") {
+        return Err(config_error(
+            "the ConcatenateEmbeddings ensemble evaluates the test split; add test to splits_to_eval",
+        ));
+    }
+    let test = p.schemes[0].split("test").ok_or_else(|| {
+        config_error(format!(
+            "split scheme {} has no test split (test_size 0 or old_approach), so there is nothing              for the ensemble to evaluate",
+            p.schemes[0].name
+        ))
+    })?;
+    let normalize = p.settings.eval.normalize_embeddings;
+    let (mut trunks, mut embedders, mut fresh_trunks, mut identities) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut last_epoch = 0;
+    for fold_index in 0..p.schemes.len() {
+        let ctx = p.context(fold_index, &job.splits_to_eval, &stop)?;
+        let (epoch, trunk, embedder) = p.best_models(&ctx)?;
+        last_epoch = last_epoch.max(epoch);
+        trunks.push(trunk);
+        embedders.push(embedder);
+        if p.settings.check_untrained_accuracy {
+            let (fresh, _) = p.fresh_models(&ctx)?;
+            identities.push(models::identity(fresh.output_dim, p.device));
+            fresh_trunks.push(fresh);
+        }
+    }
+    let mut variants = Vec::new();
+    if !fresh_trunks.is_empty() {
+        variants.push((
+            0,
+            -1,
+            models::concatenate(fresh_trunks, identities, normalize),
+        ));
+    }
+    variants.push((
+        1,
+        last_epoch,
+        models::concatenate(trunks, embedders, normalize),
+    ));
+    let group = p.settings.accuracy_table("test");
+    let folder = p.experiment.join("meta_logs").join("saved_csvs");
+    let mut table = CsvTable::load(&folder, &format!("meta_ConcatenateEmbeddings_{group}"))?;
+    let mut trained = Metrics::new();
+    for (is_trained, epoch, (trunk, embedder)) in variants {
+        let metrics = evaluate_models(
+            p.dataset.as_ref(),
+            test,
+            &p.settings,
+            &trunk,
+            Some(&embedder),
+            p.device,
+        )?;
+        let json: Metrics = metrics
+            .iter()
+            .map(|(k, v)| (k.clone(), metric_value(*v)))
+            .collect();
+        let mut row = vec![("is_trained".to_string(), is_trained.to_string())];
+        row.extend(metrics.iter().map(|(k, v)| (k.clone(), cell(*v))));
+        row.push(("num_folds".to_string(), p.schemes.len().to_string()));
+        table.append(row)?;
+        emit(&Event::Evaluation {
+            fold: "ConcatenateEmbeddings".to_string(),
+            epoch,
+            split: "test".to_string(),
+            metrics: json.clone(),
+            is_best: is_trained == 1,
+        });
+        if is_trained == 1 {
+            trained = json;
+        }
+    }
+    Ok(result_event(
+        &p.settings,
+        vec![FoldResult {
+            fold: "ConcatenateEmbeddings".to_string(),
+            best_epoch: last_epoch,
+            metrics: trained,
+        }],
+    ))
+}
+
+/// Meta logs (reference §4.6): per split, the mean and standard error over folds of the
+/// best-epoch row (`is_trained` 1) and of the untrained-trunk row (epoch -1, `is_trained` 0),
+/// appended to `meta_logs/saved_csvs/meta_<accuracy table>.csv`. Read back from the fold records,
+/// so folds skipped by a resume count as well.
+fn write_meta_logs(p: &Prepared, splits: &[String]) -> Result<()> {
+    let folder = p.experiment.join("meta_logs").join("saved_csvs");
+    for split in splits {
+        let mut untrained = Vec::new();
+        let mut trained = Vec::new();
+        for scheme in &p.schemes {
+            let mut records =
+                base::Records::new(p.experiment.join(&scheme.name).join("saved_csvs"));
+            let best = base::best_from_records(&mut records, &p.settings)?;
+            let rows = records.table(&p.settings, split)?.rows().to_vec();
+            let find = |epoch: i64| {
+                rows.iter()
+                    .rev()
+                    .find(|r| row_value(r, "epoch") == Some(epoch as f64))
+                    .cloned()
+            };
+            if let Some(row) = find(-1) {
+                untrained.push(row);
+            }
+            if let Some(row) = best.and_then(|b| find(b.epoch)) {
+                trained.push(row);
+            }
+        }
+        if trained.is_empty() && untrained.is_empty() {
+            continue;
+        }
+        let mut table = CsvTable::load(
+            &folder,
+            &format!("meta_{}", p.settings.accuracy_table(split)),
+        )?;
+        for (is_trained, rows) in [(0, &untrained), (1, &trained)] {
+            if rows.is_empty() {
+                continue;
+            }
+            let mut columns: Vec<String> = Vec::new();
+            for r in rows.iter() {
+                for (k, _) in r {
+                    if !["epoch", "best_epoch", "best_accuracy"].contains(&k.as_str())
+                        && !columns.contains(k)
+                    {
+                        columns.push(k.clone());
+                    }
+                }
+            }
+            let mut out = vec![("is_trained".to_string(), is_trained.to_string())];
+            for col in &columns {
+                let values: Vec<f64> = rows
+                    .iter()
+                    .filter_map(|r| row_value(r, col))
+                    .filter(|v| v.is_finite())
+                    .collect();
+                let (mean, sem) = mean_and_sem(&values);
+                out.push((col.clone(), mean.map_or("nan".to_string(), cell)));
+                out.push((format!("SEM_{col}"), sem.map_or("nan".to_string(), cell)));
+            }
+            out.push(("num_folds".to_string(), rows.len().to_string()));
+            table.append(out)?;
+        }
+    }
+    Ok(())
 }
 
 /// Mean and standard error of the mean (sample standard deviation / sqrt(n)); `None` where undefined.
@@ -239,303 +618,4 @@ pub fn mean_and_sem(values: &[f64]) -> (Option<f64>, Option<f64>) {
     }
     let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
     (Some(mean), Some((var / n).sqrt()))
-}
-
-struct Fold<'a> {
-    trunk: Model,
-    embedder: Model,
-    optimizers: Vec<Optimizer>,
-    losses: Vec<(String, f64, Box<dyn MetricLoss>)>,
-    dataset: &'a dyn Dataset,
-}
-
-fn build_fold<'a>(cfg: &Config, dataset: &'a dyn Dataset, device: Device) -> Result<Fold<'a>> {
-    let models_cfg = cfg.require("models")?;
-    let trunk_spec = models_cfg
-        .get("trunk")
-        .ok_or_else(|| config_error("`models` has no `trunk` entry"))?;
-    let embedder_spec = models_cfg
-        .get("embedder")
-        .ok_or_else(|| config_error("`models` has no `embedder` entry"))?;
-    let shape = dataset.sample_shape();
-    let input_dim = shape.iter().product::<i64>();
-    let trunk = models::build_trunk(trunk_spec, input_dim, device)?;
-    let embedder = models::build_embedder(embedder_spec, trunk.output_dim, device)?;
-
-    let mut optimizers = Vec::new();
-    if let Some(map) = cfg.get("optimizers").and_then(|v| v.as_object()) {
-        for (name, spec) in map {
-            let vs = match name.as_str() {
-                "trunk_optimizer" => &trunk.vs,
-                "embedder_optimizer" => &embedder.vs,
-                other => {
-                    return Err(config_error(format!(
-                        "optimizers/{other}: no model `{}` to optimise; expected trunk_optimizer or embedder_optimizer",
-                        other.trim_end_matches("_optimizer")
-                    )))
-                }
-            };
-            optimizers.push(optimizers::build(name, spec, vs)?);
-        }
-    }
-    if optimizers.is_empty() {
-        return Err(config_error(
-            "`optimizers` defines no optimizer, so nothing would be trained",
-        ));
-    }
-
-    let weights = cfg.get("loss_weights").and_then(|v| v.as_object());
-    let mut losses = Vec::new();
-    let loss_map = cfg
-        .require("loss_funcs")?
-        .as_object()
-        .ok_or_else(|| config_error("`loss_funcs` must be a mapping {name: {Class: kwargs}}"))?;
-    for (name, spec) in loss_map {
-        let weight = match weights.and_then(|w| w.get(name)) {
-            None => 1.0,
-            Some(v) => v
-                .as_f64()
-                .ok_or_else(|| config_error(format!("loss_weights/{name} must be a number")))?,
-        };
-        losses.push((name.clone(), weight, losses::build(name, spec)?));
-    }
-    if losses.is_empty() {
-        return Err(config_error("`loss_funcs` defines no loss"));
-    }
-    if let Some(miners) = cfg.get("mining_funcs").and_then(|v| v.as_object()) {
-        if let Some(name) = miners.keys().next() {
-            return Err(config_error(format!(
-                "mining_funcs/{name}: miners are not available in this worker version"
-            )));
-        }
-    }
-    Ok(Fold {
-        trunk,
-        embedder,
-        optimizers,
-        losses,
-        dataset,
-    })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn train_fold(
-    cfg: &Config,
-    settings: &Settings,
-    dataset: &dyn Dataset,
-    labels: &[i64],
-    scheme: &SplitScheme,
-    experiment: &Path,
-    fold_index: usize,
-    splits_to_eval: &[String],
-    device: Device,
-    stop: &StopFlag,
-) -> Result<FoldResult> {
-    let folder = experiment.join(&scheme.name);
-    let csv_folder = folder.join("saved_csvs");
-    std::fs::create_dir_all(&csv_folder)
-        .with_context(|| format!("cannot create {}", csv_folder.display()))?;
-    write_split_summary(&folder, scheme, labels)?;
-    tch::manual_seed(settings.seed as i64 + fold_index as i64);
-    let mut rng = ChaCha8Rng::seed_from_u64(settings.seed.wrapping_add(fold_index as u64));
-
-    let mut fold = build_fold(cfg, dataset, device)?;
-    let train_idx = scheme
-        .split("train")
-        .ok_or_else(|| config_error(format!("split scheme {} has no train split", scheme.name)))?;
-    let train_labels: Vec<i64> = train_idx.iter().map(|&i| labels[i]).collect();
-    let mut sampler = samplers::build(cfg.require("sampler")?, &train_labels, settings.batch_size)?;
-
-    let mut tables: BTreeMap<String, CsvTable> = BTreeMap::new();
-    let mut best: Option<(i64, f64, Metrics)> = None;
-    let total_iterations = (settings.num_epochs * settings.iterations_per_epoch) as u64;
-
-    let mut evaluate = |fold: &Fold,
-                        epoch: i64,
-                        trunk_only: bool,
-                        best: &mut Option<(i64, f64, Metrics)>|
-     -> Result<()> {
-        for split in splits_to_eval {
-            let idx = scheme.split(split).expect("checked in train()");
-            let metrics = evaluate_split(
-                fold.dataset,
-                idx,
-                settings.label_level,
-                &fold.trunk,
-                (!trunk_only && !settings.eval.use_trunk_output).then_some(&fold.embedder),
-                &settings.eval,
-                device,
-            )?;
-            let primary = metrics
-                .get(&settings.primary_metric)
-                .copied()
-                .ok_or_else(|| {
-                    config_error(format!(
-                        "eval_metric_for_best_epoch `{}` is not a computed metric; available: {}",
-                        settings.primary_metric,
-                        metrics.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ))
-                })?;
-            let mut json = Metrics::new();
-            for (k, v) in &metrics {
-                json.insert(k.clone(), metric_value(*v));
-            }
-            let is_best = split == "val"
-                && !trunk_only
-                && primary.is_finite()
-                && best.as_ref().is_none_or(|(_, b, _)| primary > *b);
-            if is_best {
-                *best = Some((epoch, primary, json.clone()));
-            }
-            let table_name = format!(
-                "accuracies_{}_GlobalEmbeddingSpaceTester_level_{}_{}",
-                settings.eval.table_tag(),
-                settings.label_level,
-                split.to_uppercase()
-            );
-            let table = tables
-                .entry(table_name.clone())
-                .or_insert_with(|| CsvTable::new(&csv_folder, &table_name));
-            let mut row = vec![("epoch".to_string(), epoch.to_string())];
-            row.extend(metrics.iter().map(|(k, v)| (k.clone(), cell(*v))));
-            if split == "val" {
-                let (be, ba) = best
-                    .as_ref()
-                    .map_or((String::new(), String::new()), |(e, a, _)| {
-                        (e.to_string(), cell(*a))
-                    });
-                row.push(("best_epoch".to_string(), be));
-                row.push(("best_accuracy".to_string(), ba));
-            }
-            table.append(row)?;
-            emit(&Event::Evaluation {
-                fold: scheme.name.clone(),
-                epoch,
-                split: split.clone(),
-                metrics: json,
-                is_best,
-            });
-        }
-        Ok(())
-    };
-
-    if settings.check_untrained_accuracy {
-        evaluate(&fold, -1, true, &mut best)?;
-        evaluate(&fold, 0, false, &mut best)?;
-    }
-
-    let mut loss_log = LossLog::create(&csv_folder, &fold.losses)?;
-    let train_labels_tensor = Tensor::from_slice(&train_labels);
-    let mut last_progress = Instant::now() - Duration::from_secs(1);
-    let mut iteration: u64 = 0;
-    for epoch in 1..=settings.num_epochs as i64 {
-        for _ in 0..settings.iterations_per_epoch {
-            iteration += 1;
-            let positions = sampler.next_batch(&mut rng);
-            let batch_idx: Vec<usize> = positions.iter().map(|&p| train_idx[p]).collect();
-            let pos_tensor =
-                Tensor::from_slice(&positions.iter().map(|&p| p as i64).collect::<Vec<_>>());
-            let batch_labels = train_labels_tensor
-                .index_select(0, &pos_tensor)
-                .to_device(device);
-            let x = dataset.batch(&batch_idx, true)?.to_device(device);
-            let embeddings = fold.embedder.forward(&fold.trunk.forward(&x));
-            let mut total = Tensor::zeros([], (Kind::Float, device));
-            let mut parts = Vec::with_capacity(fold.losses.len());
-            for (name, weight, loss) in &fold.losses {
-                let value = loss.forward(&embeddings, &batch_labels);
-                let v = f64::try_from(&value).unwrap_or(f64::NAN);
-                if !v.is_finite() {
-                    return Err(nan_error(format!(
-                        "loss `{name}` became {v} at epoch {epoch}, iteration {iteration} of fold {}; \
-                         lower the learning rate or check the loss settings",
-                        scheme.name
-                    )));
-                }
-                parts.push(v);
-                total = total + value * *weight;
-            }
-            for opt in fold.optimizers.iter_mut() {
-                opt.inner.zero_grad();
-            }
-            total.backward();
-            for opt in fold.optimizers.iter_mut() {
-                opt.inner.step();
-            }
-            let total_value = f64::try_from(&total).unwrap_or(f64::NAN);
-            loss_log.record(iteration, total_value, &parts)?;
-            if last_progress.elapsed() >= Duration::from_millis(250) {
-                last_progress = Instant::now();
-                emit(&Event::Progress {
-                    fold: scheme.name.clone(),
-                    epoch,
-                    iteration,
-                    total_iterations: Some(total_iterations),
-                    loss: Some(total_value),
-                });
-            }
-        }
-        loss_log.flush()?;
-        let last = epoch == settings.num_epochs as i64;
-        if epoch % settings.save_interval as i64 == 0 || last {
-            evaluate(&fold, epoch, false, &mut best)?;
-            let best_epoch = best.as_ref().map_or(0, |(e, _, _)| *e);
-            if let Some(patience) = settings.patience {
-                if epoch - best_epoch > patience as i64 {
-                    eprintln!(
-                        "{}: no improvement for {} epochs (patience {patience}), stopping the fold",
-                        scheme.name,
-                        epoch - best_epoch
-                    );
-                    break;
-                }
-            }
-            if stop.requested() {
-                eprintln!("{}: stopping after epoch {epoch} as requested", scheme.name);
-                break;
-            }
-        }
-    }
-    emit(&Event::Progress {
-        fold: scheme.name.clone(),
-        epoch: settings.num_epochs as i64,
-        iteration,
-        total_iterations: Some(total_iterations),
-        loss: None,
-    });
-    let (best_epoch, _, metrics) = best.unwrap_or((0, f64::NAN, Metrics::new()));
-    Ok(FoldResult {
-        fold: scheme.name.clone(),
-        best_epoch,
-        metrics,
-    })
-}
-
-/// Per-iteration loss history (`loss_histories.csv`), appended line by line and flushed every epoch:
-/// rewriting a growing file atomically every iteration would cost quadratic time.
-struct LossLog {
-    file: std::io::BufWriter<std::fs::File>,
-}
-
-impl LossLog {
-    fn create(folder: &Path, losses: &[(String, f64, Box<dyn MetricLoss>)]) -> Result<LossLog> {
-        let path = folder.join("loss_histories.csv");
-        let file = std::fs::File::create(&path)
-            .with_context(|| format!("cannot create {}", path.display()))?;
-        let mut file = std::io::BufWriter::new(file);
-        let names: Vec<&str> = losses.iter().map(|(n, _, _)| n.as_str()).collect();
-        writeln!(file, "iteration,total_loss,{}", names.join(","))?;
-        Ok(LossLog { file })
-    }
-
-    fn record(&mut self, iteration: u64, total: f64, parts: &[f64]) -> Result<()> {
-        let parts: Vec<String> = parts.iter().map(|v| cell(*v)).collect();
-        writeln!(self.file, "{iteration},{},{}", cell(total), parts.join(","))?;
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        self.file.flush()?;
-        Ok(())
-    }
 }

@@ -176,6 +176,16 @@ impl Spec {
         }
     }
 
+    pub fn string(&mut self, name: &'static str, default: &str) -> Result<String> {
+        match self.take(name, "str") {
+            None => Ok(default.to_string()),
+            Some(v) => v
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| self.wrong_type(name, "a string", &v)),
+        }
+    }
+
     pub fn usize_list(&mut self, name: &'static str, default: &[usize]) -> Result<Vec<usize>> {
         match self.take(name, "list of int") {
             None => Ok(default.to_vec()),
