@@ -4,11 +4,25 @@ use crate::cli_values::CliValue;
 use crate::config::{self, Selection, CATEGORIES};
 use crate::executor::{self, JobOutcome};
 use crate::experiment;
-use crate::protocol::{Action, Event, Job, PROTOCOL_VERSION};
+use crate::protocol::{Action, Event, Job, ResumeFrom, PROTOCOL_VERSION};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_yaml::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// What `run` does with the experiment folder.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    /// A new experiment (the folder must not hold results).
+    New,
+    /// `--resume_training [latest|best]`: continue every fold from its checkpoint.
+    Resume(ResumeFrom),
+    /// `--evaluate`: evaluate every fold's best checkpoint (and the ensemble on `test`).
+    Evaluate,
+    /// `--reproduce_results PATH`: re-run the experiment at PATH from its saved configs,
+    /// replaying its resumes.
+    Reproduce(PathBuf),
+}
 
 /// Flags of `run` that steer the tool instead of being config keys (the original's argparse flags).
 #[derive(Debug, Clone)]
@@ -19,6 +33,7 @@ pub struct RunArgs {
     pub selection: Selection,
     /// Everything else: config overrides, in command-line order.
     pub overrides: Vec<CliValue>,
+    pub mode: Mode,
 }
 
 fn as_string(cv: &CliValue) -> Result<String> {
@@ -71,8 +86,25 @@ impl RunArgs {
         let mut dataset_root = PathBuf::from("datasets");
         let mut root_config_folder = None;
         let mut overrides = Vec::new();
+        let mut modes = Vec::new();
         for cv in values {
             match cv.key.as_str() {
+                "resume_training" => match &cv.value {
+                    Value::Bool(false) => {}
+                    Value::Bool(true) => modes.push(Mode::Resume(ResumeFrom::Latest)),
+                    Value::String(s) if s == "latest" => modes.push(Mode::Resume(ResumeFrom::Latest)),
+                    Value::String(s) if s == "best" => modes.push(Mode::Resume(ResumeFrom::Best)),
+                    other => bail!(
+                        "--resume_training takes latest or best (or nothing, meaning latest), got {}",
+                        serde_yaml::to_string(other).unwrap_or_default().trim()
+                    ),
+                },
+                "evaluate" => match &cv.value {
+                    Value::Bool(true) => modes.push(Mode::Evaluate),
+                    Value::Bool(false) => {}
+                    _ => bail!("--evaluate is a flag and takes no value (or true/false)"),
+                },
+                "reproduce_results" => modes.push(Mode::Reproduce(as_string(&cv)?.into())),
                 "experiment_name" => name = Some(as_string(&cv)?),
                 "root_experiment_folder" => root_experiment_folder = as_string(&cv)?.into(),
                 "dataset_root" => dataset_root = as_string(&cv)?.into(),
@@ -102,12 +134,18 @@ impl RunArgs {
                 config_overrides.push(cv);
             }
         }
+        if modes.len() > 1 {
+            bail!(
+                "--resume_training, --evaluate and --reproduce_results exclude each other; give at most one"
+            );
+        }
         Ok(RunArgs {
             experiment_name,
             root_experiment_folder,
             dataset_root,
             selection,
             overrides: config_overrides,
+            mode: modes.pop().unwrap_or(Mode::New),
         })
     }
 }
@@ -144,17 +182,9 @@ fn split_category_lists(tokens: &[String]) -> (Vec<CliValue>, Vec<String>) {
     (lists, rest)
 }
 
-/// Runs the experiment and prints its results table.
-pub fn run(args: RunArgs) -> Result<JobOutcome> {
-    let merged = config::load(&args.selection, &args.overrides)?;
-    let combined = merged.combined();
-    let folder =
-        experiment::new_experiment_folder(&args.root_experiment_folder, &args.experiment_name)?;
-    experiment::save_configs(&folder, &merged)?;
-
-    let worker = executor::worker_argv(combined.get("worker_command"))?;
-    let splits_to_eval = match combined.get("splits_to_eval") {
-        None => vec!["val".to_string()],
+fn splits_to_eval(combined: &serde_yaml::Mapping) -> Result<Vec<String>> {
+    match combined.get("splits_to_eval") {
+        None => Ok(vec!["val".to_string()]),
         Some(Value::Sequence(items)) => items
             .iter()
             .map(|v| {
@@ -162,32 +192,188 @@ pub fn run(args: RunArgs) -> Result<JobOutcome> {
                     .map(str::to_string)
                     .context("splits_to_eval must be a list of split names such as [val, test]")
             })
-            .collect::<Result<_>>()?,
+            .collect(),
         Some(other) => bail!(
             "splits_to_eval must be a list of split names such as [val, test], not {}",
             config::kind_name(other)
         ),
-    };
+    }
+}
+
+/// The job of an action over merged configs.
+fn make_job(
+    args: &RunArgs,
+    folder: &Path,
+    merged: &config::Merged,
+    action: Action,
+    resume: Option<ResumeFrom>,
+    extra: Option<(&str, serde_json::Value)>,
+) -> Result<(Vec<String>, Job)> {
+    let combined = merged.combined();
+    let worker = executor::worker_argv(combined.get("worker_command"))?;
+    let splits_to_eval = splits_to_eval(&combined)?;
     let mut config_json = config::yaml_to_json(&Value::Mapping(combined))?;
     if let Some(obj) = config_json.as_object_mut() {
         obj.entry("dataset_root").or_insert_with(|| {
             serde_json::Value::String(args.dataset_root.to_string_lossy().into_owned())
         });
+        if let Some((k, v)) = extra {
+            obj.insert(k.to_string(), v);
+        }
     }
-    let absolute = std::path::absolute(&folder).unwrap_or_else(|_| folder.clone());
+    let absolute = std::path::absolute(folder).unwrap_or_else(|_| folder.to_path_buf());
     let job = Job {
         protocol: PROTOCOL_VERSION,
-        action: Action::Train,
+        action,
         experiment_folder: absolute.to_string_lossy().into_owned(),
         config: config_json,
-        resume: None,
+        resume,
         splits_to_eval,
         trial: None,
     };
+    Ok((worker, job))
+}
 
+/// Runs the experiment (or resumes, evaluates, reproduces it) and prints its results table.
+pub fn run(args: RunArgs) -> Result<JobOutcome> {
+    match args.mode.clone() {
+        Mode::New => {
+            let merged = config::load(&args.selection, &args.overrides)?;
+            let folder = experiment::new_experiment_folder(
+                &args.root_experiment_folder,
+                &args.experiment_name,
+            )?;
+            experiment::save_configs(&folder, &merged)?;
+            let (worker, job) = make_job(&args, &folder, &merged, Action::Train, None, None)?;
+            run_job(&args, &folder, &worker, &job)
+        }
+        Mode::Resume(from) => {
+            let folder = experiment::existing_experiment(
+                &args.root_experiment_folder,
+                &args.experiment_name,
+            )?;
+            let saved = experiment::load_saved_configs(&folder)?;
+            let mut merged = saved.clone();
+            experiment::apply_overrides(&mut merged, &args.overrides);
+            let diffs = experiment::config_diff(&saved, &merged);
+            let epochs: Vec<i64> = experiment::latest_epochs(&folder)?
+                .into_iter()
+                .map(|(_, e)| e)
+                .collect();
+            if let Some(dir) = experiment::write_config_diffs(&folder, &epochs, &diffs)? {
+                eprintln!("config changes for this resume saved in {}", dir.display());
+            }
+            let (worker, job) = make_job(&args, &folder, &merged, Action::Train, Some(from), None)?;
+            run_job(&args, &folder, &worker, &job)
+        }
+        Mode::Evaluate => {
+            let folder = experiment::existing_experiment(
+                &args.root_experiment_folder,
+                &args.experiment_name,
+            )?;
+            let mut merged = experiment::load_saved_configs(&folder)?;
+            experiment::apply_overrides(&mut merged, &args.overrides);
+            let (worker, job) = make_job(
+                &args,
+                &folder,
+                &merged,
+                Action::Evaluate,
+                Some(ResumeFrom::Best),
+                None,
+            )?;
+            let outcome = run_job(&args, &folder, &worker, &job)?;
+            let meta = merged.combined();
+            let ensemble = !matches!(meta.get("meta_testing_method"), None | Some(Value::Null));
+            if ensemble && job.splits_to_eval.iter().any(|s| s == "test") {
+                let (worker, job) = make_job(
+                    &args,
+                    &folder,
+                    &merged,
+                    Action::EvaluateEnsemble,
+                    Some(ResumeFrom::Best),
+                    None,
+                )?;
+                return run_job(&args, &folder, &worker, &job);
+            }
+            Ok(outcome)
+        }
+        Mode::Reproduce(source) => reproduce(&args, &source),
+    }
+}
+
+/// `--reproduce_results PATH`: a new experiment with PATH's saved configs. Each config-diff folder
+/// of PATH marks a resume: train every fold up to that folder's epochs, apply its diff, resume; then
+/// train to the end.
+fn reproduce(args: &RunArgs, source: &Path) -> Result<JobOutcome> {
+    if !source.join("configs").join("config_general.yaml").is_file() {
+        bail!(
+            "--reproduce_results {}: not an experiment folder (no configs/config_general.yaml)",
+            source.display()
+        );
+    }
+    let mut merged = experiment::load_base_configs(source)?;
+    experiment::apply_overrides(&mut merged, &args.overrides);
+    let diffs = experiment::diff_folders(source)?;
+    let folds: Vec<String> = experiment::latest_epochs(source)?
+        .into_iter()
+        .map(|(f, _)| f)
+        .collect();
+    let folder =
+        experiment::new_experiment_folder(&args.root_experiment_folder, &args.experiment_name)?;
+    experiment::save_configs(&folder, &merged)?;
+    let mut resume = None;
+    for (epochs, diff_dir) in &diffs {
+        if epochs.len() != folds.len() {
+            bail!(
+                "{} names {} epochs, but {} has {} folds",
+                diff_dir.display(),
+                epochs.len(),
+                source.display(),
+                folds.len()
+            );
+        }
+        let per_fold: serde_json::Map<String, serde_json::Value> = folds
+            .iter()
+            .zip(epochs)
+            .map(|(f, e)| (f.clone(), serde_json::Value::from(*e)))
+            .collect();
+        let (worker, job) = make_job(
+            args,
+            &folder,
+            &merged,
+            Action::Train,
+            resume,
+            Some(("num_epochs_train", serde_json::Value::Object(per_fold))),
+        )?;
+        run_job(args, &folder, &worker, &job)?;
+        // Replay the resume: its diff joins the configs, and is saved like the original's.
+        let name = diff_dir.file_name().expect("a folder name");
+        for (category, map) in merged.categories.iter_mut() {
+            let file = diff_dir.join(format!("{category}.yaml"));
+            if file.is_file() {
+                let diff = config::read_yaml_map(&file)?;
+                let target = folder
+                    .join("configs")
+                    .join(name)
+                    .join(format!("{category}.yaml"));
+                crate::fsutil::write_atomic(&target, &std::fs::read(&file)?)?;
+                for (k, v) in diff {
+                    map.insert(k, v);
+                }
+            }
+        }
+        resume = Some(ResumeFrom::Latest);
+    }
+    let (worker, job) = make_job(args, &folder, &merged, Action::Train, resume, None)?;
+    run_job(args, &folder, &worker, &job)
+}
+
+/// Runs one job with a progress bar and prints its results table.
+fn run_job(args: &RunArgs, folder: &Path, worker: &[String], job: &Job) -> Result<JobOutcome> {
     eprintln!(
-        "experiment {} -> worker `{}`",
+        "experiment {} ({:?}) -> worker `{}`",
         folder.display(),
+        job.action,
         worker.join(" ")
     );
     let bar = ProgressBar::new(0);
@@ -203,13 +389,13 @@ pub fn run(args: RunArgs) -> Result<JobOutcome> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let outcome = runtime.block_on(executor::run_job(&worker, &job, &log, None, |event| {
+    let outcome = runtime.block_on(executor::run_job(worker, job, &log, None, |event| {
         show_event(&bar, event)
     }));
     bar.finish_and_clear();
     let outcome = outcome.map_err(|e| {
         anyhow::anyhow!(
-            "the experiment {} failed: {e}\n(configs are in {}; nothing else was changed)",
+            "the experiment {} failed: {e}\n(configs are in {})",
             args.experiment_name,
             folder.join("configs").display()
         )
@@ -341,6 +527,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("--experiment_name is required"));
+        assert_eq!(args.mode, Mode::New);
+        let a = RunArgs::from_tokens(&toks("--experiment_name e --resume_training")).unwrap();
+        assert_eq!(a.mode, Mode::Resume(ResumeFrom::Latest));
+        let a = RunArgs::from_tokens(&toks(
+            "--experiment_name e --resume_training best --batch_size 8",
+        ))
+        .unwrap();
+        assert_eq!(a.mode, Mode::Resume(ResumeFrom::Best));
+        assert_eq!(a.overrides.len(), 1);
+        let a = RunArgs::from_tokens(&toks(
+            "--experiment_name e --evaluate --splits_to_eval [test]",
+        ))
+        .unwrap();
+        assert_eq!(a.mode, Mode::Evaluate);
+        let a =
+            RunArgs::from_tokens(&toks("--experiment_name e --reproduce_results /x/old")).unwrap();
+        assert_eq!(a.mode, Mode::Reproduce(PathBuf::from("/x/old")));
+        let err = RunArgs::from_tokens(&toks("--experiment_name e --evaluate --resume_training"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("exclude each other"), "{err}");
+        let err = RunArgs::from_tokens(&toks("--experiment_name e --resume_training soon"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("latest or best"), "{err}");
         let err = RunArgs::from_tokens(&toks("--experiment_name a --config_foo x"))
             .unwrap_err()
             .to_string();
