@@ -542,16 +542,14 @@ mod tests {
         }
     }
 
+    type Reference = Box<dyn Fn(&nn::VarStore) -> nn::Optimizer>;
+
     #[test]
     fn parity_with_libtorch_optimizers() {
         let steps = 25;
         // The untrained parameters, to check that every optimizer actually moved them.
         let start = theirs(|vs| nn::Sgd::default().build(vs, 0.0).unwrap(), 0);
-        let cases: Vec<(
-            &str,
-            serde_json::Value,
-            Box<dyn Fn(&nn::VarStore) -> nn::Optimizer>,
-        )> = vec![
+        let cases: Vec<(&str, serde_json::Value, Reference)> = vec![
             (
                 "SGD momentum nesterov wd",
                 json!({"SGD": {"lr": 0.05, "momentum": 0.9, "nesterov": true, "weight_decay": 0.01}}),

@@ -369,7 +369,7 @@ pub fn train_fold(ctx: &FoldContext, resume: Option<ResumeFrom>) -> Result<FoldR
                     )));
                 }
                 values.insert(name.as_str(), v);
-                total = total + value * c.weight(name, epoch);
+                total += value * c.weight(name, epoch);
             }
             for opt in c.optimizers.iter_mut() {
                 opt.zero_grad();

@@ -2,7 +2,7 @@
 //! a classifier's logits over the training classes.
 
 use super::Components;
-use crate::errors::config_error;
+use crate::errors::{config_error, data_error};
 use crate::models::{self, Model};
 use anyhow::Result;
 use tch::{Device, Tensor};
@@ -20,8 +20,8 @@ pub fn classifier(
     classes.dedup();
     let num_classes = classes.len() as i64;
     if let Some(neg) = classes.iter().find(|&&c| c < 0) {
-        return Err(config_error(format!(
-            "TrainWithClassifier needs non-negative labels, found {neg}"
+        return Err(data_error(format!(
+            "TrainWithClassifier needs non-negative labels, but the dataset has label {neg}"
         )));
     }
     let default = serde_json::json!({"MLP": {"layer_sizes": [num_classes]}});
