@@ -619,3 +619,137 @@ pub fn mean_and_sem(values: &[f64]) -> (Option<f64>, Option<f64>) {
     let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
     (Some(mean), Some((var / n).sqrt()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    type Row = (usize, Vec<(i64, i64)>, Vec<(i64, i64)>, Vec<(i64, i64)>);
+
+    /// The split schemes the runner builds for the embedded Synthetic dataset with the given
+    /// classes, checked against reference §5.1 rows (fold, test, train, val as inclusive ranges).
+    fn check(first_label: i64, num_classes: usize, settings: serde_json::Value, rows: &[Row]) {
+        let mut cfg = json!({
+            "dataset": {"Synthetic": {"num_classes": num_classes, "samples_per_class": 2,
+                                      "input_dim": 9, "first_label": first_label}},
+        });
+        for (k, v) in settings.as_object().unwrap() {
+            cfg[k] = v.clone();
+        }
+        let config = Config(&cfg);
+        let dataset = datasets::build(config.require("dataset").unwrap()).unwrap();
+        let labels = dataset.labels(0).to_vec();
+        let schemes = split_schemes(&config, dataset.as_ref(), &labels).unwrap();
+        let test0 = schemes[0].split("test").map(<[usize]>::to_vec);
+        for scheme in &schemes {
+            // The test set is the same in every fold.
+            assert_eq!(scheme.split("test").map(<[usize]>::to_vec), test0);
+        }
+        for (fold, test, train, val) in rows {
+            let s = &schemes[*fold];
+            let ranges = |split: &str| s.split(split).map_or(vec![], |i| class_ranges(&labels, i));
+            assert_eq!(&ranges("test"), test, "{} test", s.name);
+            assert_eq!(&ranges("train"), train, "{} train", s.name);
+            assert_eq!(&ranges("val"), val, "{} val", s.name);
+        }
+    }
+
+    #[test]
+    fn reference_split_tables_on_synthetic_data() {
+        let old = json!({"special_split_scheme_name": "old_approach"});
+        check(
+            0,
+            200,
+            old.clone(),
+            &[(0, vec![], vec![(0, 99)], vec![(100, 199)])],
+        );
+        check(1, 196, old, &[(0, vec![], vec![(1, 98)], vec![(99, 196)])]);
+        let cv = |t: f64, s: f64, p: usize, n: usize| {
+            json!({"test_size": t, "test_start_idx": s, "num_training_partitions": p,
+                   "num_training_sets": n})
+        };
+        let cub_test = vec![(100, 199)];
+        check(
+            0,
+            200,
+            cv(0.5, 0.5, 4, 4),
+            &[
+                (0, cub_test.clone(), vec![(0, 74)], vec![(75, 99)]),
+                (1, cub_test.clone(), vec![(25, 99)], vec![(0, 24)]),
+                (2, cub_test.clone(), vec![(0, 24), (50, 99)], vec![(25, 49)]),
+                (3, cub_test, vec![(0, 49), (75, 99)], vec![(50, 74)]),
+            ],
+        );
+        let cars_test = vec![(99, 196)];
+        check(
+            1,
+            196,
+            cv(0.5, 0.5, 4, 4),
+            &[
+                (0, cars_test.clone(), vec![(1, 74)], vec![(75, 98)]),
+                (1, cars_test.clone(), vec![(25, 98)], vec![(1, 24)]),
+                (
+                    2,
+                    cars_test.clone(),
+                    vec![(1, 25), (50, 98)],
+                    vec![(26, 49)],
+                ),
+                (3, cars_test, vec![(1, 49), (74, 98)], vec![(50, 73)]),
+            ],
+        );
+        check(
+            0,
+            200,
+            cv(0.5, 0.25, 4, 4),
+            &[(
+                0,
+                vec![(50, 149)],
+                vec![(0, 49), (150, 174)],
+                vec![(175, 199)],
+            )],
+        );
+        let wrap = vec![(0, 39), (180, 199)];
+        check(
+            0,
+            200,
+            cv(0.3, 0.9, 5, 3),
+            &[
+                (0, wrap.clone(), vec![(40, 152)], vec![(153, 179)]),
+                (1, wrap.clone(), vec![(40, 40), (68, 179)], vec![(41, 67)]),
+                (2, wrap, vec![(40, 68), (96, 179)], vec![(69, 95)]),
+            ],
+        );
+    }
+
+    #[test]
+    fn split_settings_that_cannot_work_are_refused() {
+        let build = |settings: serde_json::Value| {
+            let mut cfg = json!({"dataset": {"Synthetic": {"num_classes": 12, "samples_per_class": 2,
+                                                           "input_dim": 9}}});
+            for (k, v) in settings.as_object().unwrap() {
+                cfg[k] = v.clone();
+            }
+            let config = Config(&cfg);
+            let dataset = datasets::build(config.require("dataset").unwrap()).unwrap();
+            let labels = dataset.labels(0).to_vec();
+            split_schemes(&config, dataset.as_ref(), &labels)
+                .unwrap_err()
+                .to_string()
+        };
+        // 12 classes, test 6, P=4: val gets int(12 * 0.25 * 0.5) = 1 class.
+        let e = build(json!({"num_training_partitions": 4}));
+        assert!(e.contains("val split would hold a single class"), "{e}");
+        let e = build(json!({"num_training_partitions": 8}));
+        assert!(e.contains("val split would be empty"), "{e}");
+        let e = build(json!({"num_training_partitions": 3, "num_training_sets": 4}));
+        assert!(
+            e.contains("num_training_sets must be between 1 and num_training_partitions (3)"),
+            "{e}"
+        );
+        let e = build(json!({"special_split_scheme_name": "predefined"}));
+        assert!(e.contains("no predefined split"), "{e}");
+        let e = build(json!({"special_split_scheme_name": "random"}));
+        assert!(e.contains("old_approach or predefined"), "{e}");
+    }
+}
