@@ -17,6 +17,7 @@ mod samplers;
 mod schedulers;
 mod spec;
 mod splits;
+mod tensorboard;
 mod testers;
 mod trainers;
 

@@ -1,5 +1,6 @@
 //! Record keeping: one CSV per table under `<fold>/saved_csvs/`, rewritten atomically after every
-//! change so a crash never leaves a half-written table.
+//! change so a crash never leaves a half-written table, and the same tables in the SQLite database
+//! `<fold>/saved_csvs/logs.db` (each change in one transaction), as the original's record keeper.
 
 use anyhow::{Context, Result};
 use metricbench::fsutil::write_atomic;
@@ -94,7 +95,117 @@ impl CsvTable {
             text.push_str(&cells.join(","));
             text.push('\n');
         }
-        write_atomic(&self.path, text.as_bytes())
+        write_atomic(&self.path, text.as_bytes())?;
+        self.mirror_to_db()
+    }
+
+    /// Replaces the table's rows in `logs.db` with the current ones, in one transaction.
+    fn mirror_to_db(&self) -> Result<()> {
+        let folder = self.path.parent().unwrap_or(Path::new("."));
+        let name = self
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut conn = db::open(folder)?;
+        let numeric: Vec<bool> = self
+            .columns
+            .iter()
+            .map(|c| {
+                self.rows
+                    .iter()
+                    .filter_map(|r| r.iter().find(|(k, _)| k == c))
+                    .all(|(_, v)| v.parse::<f64>().is_ok())
+            })
+            .collect();
+        let tx = conn.transaction()?;
+        db::ensure_table(&tx, &name, &self.columns, &numeric)?;
+        tx.execute(&format!("DELETE FROM {}", db::quote(&name)), [])?;
+        let sql = db::insert_sql(&name, &self.columns);
+        {
+            let mut stmt = tx.prepare(&sql)?;
+            for row in &self.rows {
+                let values: Vec<rusqlite::types::Value> = self
+                    .columns
+                    .iter()
+                    .map(|c| match row.iter().find(|(k, _)| k == c) {
+                        None => rusqlite::types::Value::Null,
+                        Some((_, v)) => match v.parse::<f64>() {
+                            Ok(x) => rusqlite::types::Value::Real(x),
+                            Err(_) => rusqlite::types::Value::Text(v.clone()),
+                        },
+                    })
+                    .collect();
+                stmt.execute(rusqlite::params_from_iter(values))?;
+            }
+        }
+        tx.commit().with_context(|| {
+            format!(
+                "cannot write table {name} to {}",
+                folder.join(db::FILE).display()
+            )
+        })
+    }
+}
+
+/// The SQLite side of the records.
+mod db {
+    use anyhow::{Context, Result};
+    use std::path::Path;
+
+    pub const FILE: &str = "logs.db";
+
+    pub fn open(folder: &Path) -> Result<rusqlite::Connection> {
+        let path = folder.join(FILE);
+        let conn = rusqlite::Connection::open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        Ok(conn)
+    }
+
+    pub fn quote(ident: &str) -> String {
+        format!("\"{}\"", ident.replace('"', "\"\""))
+    }
+
+    /// Creates the table (`id` plus the columns) or adds the columns it lacks.
+    pub fn ensure_table(
+        conn: &rusqlite::Connection,
+        name: &str,
+        columns: &[String],
+        numeric: &[bool],
+    ) -> Result<()> {
+        conn.execute(
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {} (id INTEGER PRIMARY KEY AUTOINCREMENT)",
+                quote(name)
+            ),
+            [],
+        )?;
+        let mut stmt = conn.prepare(&format!("PRAGMA table_info({})", quote(name)))?;
+        let existing: Vec<String> = stmt
+            .query_map([], |r| r.get::<_, String>(1))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (c, &num) in columns.iter().zip(numeric) {
+            if !existing.contains(c) {
+                let ty = if num { "REAL" } else { "TEXT" };
+                conn.execute(
+                    &format!("ALTER TABLE {} ADD COLUMN {} {ty}", quote(name), quote(c)),
+                    [],
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn insert_sql(name: &str, columns: &[String]) -> String {
+        let cols: Vec<String> = columns.iter().map(|c| quote(c)).collect();
+        let marks: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+        format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            quote(name),
+            cols.join(", "),
+            marks.join(", ")
+        )
     }
 }
 
@@ -109,6 +220,11 @@ pub fn row_value(row: &[(String, String)], column: &str) -> Option<f64> {
 /// every epoch: rewriting a growing file atomically every iteration would cost quadratic time.
 pub struct IterationLog {
     file: std::io::BufWriter<std::fs::File>,
+    db: rusqlite::Connection,
+    name: String,
+    columns: Vec<String>,
+    /// Rows not yet in `logs.db` (written in one transaction per flush).
+    pending: Vec<(u64, Vec<f64>)>,
 }
 
 impl IterationLog {
@@ -133,20 +249,117 @@ impl IterationLog {
             .append(true)
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
+        let db = db::open(folder)?;
+        db::ensure_table(&db, name, header, &vec![true; header.len()])?;
+        db.execute(
+            &format!("DELETE FROM {} WHERE iteration > ?1", db::quote(name)),
+            [keep_through as i64],
+        )?;
         Ok(IterationLog {
             file: std::io::BufWriter::new(file),
+            db,
+            name: name.to_string(),
+            columns: header.to_vec(),
+            pending: Vec::new(),
         })
     }
 
     pub fn record(&mut self, iteration: u64, values: &[f64]) -> Result<()> {
         let cells: Vec<String> = values.iter().map(|v| cell(*v)).collect();
         writeln!(self.file, "{iteration},{}", cells.join(","))?;
+        self.pending.push((iteration, values.to_vec()));
         Ok(())
     }
 
     pub fn flush(&mut self) -> Result<()> {
         self.file.flush()?;
+        let tx = self.db.transaction()?;
+        {
+            let mut stmt = tx.prepare(&db::insert_sql(&self.name, &self.columns))?;
+            for (iteration, values) in self.pending.drain(..) {
+                let mut row = vec![iteration as f64];
+                // SQLite has no NaN: store NULL, as pandas/record-keeper do.
+                row.extend(values);
+                let row: Vec<Option<f64>> = row
+                    .into_iter()
+                    .map(|v| v.is_finite().then_some(v))
+                    .collect();
+                stmt.execute(rusqlite::params_from_iter(row))?;
+            }
+        }
+        tx.commit()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db_rows(folder: &Path, sql: &str) -> Vec<Vec<Option<f64>>> {
+        let conn = db::open(folder).unwrap();
+        let mut stmt = conn.prepare(sql).unwrap();
+        let n = stmt.column_count();
+        stmt.query_map([], |r| (0..n).map(|i| r.get::<_, Option<f64>>(i)).collect())
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn tables_are_mirrored_in_logs_db_and_truncated_on_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let mut t = CsvTable::load(d, "acc_VAL").unwrap();
+        for e in [-1, 0, 2, 4] {
+            t.append(vec![
+                ("epoch".into(), e.to_string()),
+                ("map".into(), cell(0.1 * e as f64)),
+            ])
+            .unwrap();
+        }
+        let mut t = CsvTable::load(d, "acc_VAL").unwrap();
+        assert_eq!(t.rows().len(), 4);
+        t.truncate_after_epoch(2).unwrap();
+        t.append(vec![
+            ("epoch".into(), "3".into()),
+            ("map".into(), "0.5".into()),
+            ("note".into(), "x".into()),
+        ])
+        .unwrap();
+        let csv = std::fs::read_to_string(d.join("acc_VAL.csv")).unwrap();
+        assert_eq!(csv, "epoch,map,note\n-1,-0.1,\n0,0,\n2,0.2,\n3,0.5,x\n");
+        let rows = db_rows(d, "SELECT epoch, map FROM acc_VAL ORDER BY id");
+        assert_eq!(
+            rows,
+            vec![
+                vec![Some(-1.0), Some(-0.1)],
+                vec![Some(0.0), Some(0.0)],
+                vec![Some(2.0), Some(0.2)],
+                vec![Some(3.0), Some(0.5)]
+            ]
+        );
+
+        let header = vec!["iteration".to_string(), "total_loss".to_string()];
+        let mut log = IterationLog::open(d, "loss_histories", &header, 0).unwrap();
+        for i in 1..=4 {
+            log.record(i, &[i as f64]).unwrap();
+        }
+        log.record(5, &[f64::NAN]).unwrap();
+        log.flush().unwrap();
+        drop(log);
+        let log = IterationLog::open(d, "loss_histories", &header, 2).unwrap();
+        drop(log);
+        let csv = std::fs::read_to_string(d.join("loss_histories.csv")).unwrap();
+        assert_eq!(csv, "iteration,total_loss\n1,1\n2,2\n");
+        let rows = db_rows(
+            d,
+            "SELECT iteration, total_loss FROM loss_histories ORDER BY id",
+        );
+        assert_eq!(
+            rows,
+            vec![vec![Some(1.0), Some(1.0)], vec![Some(2.0), Some(2.0)]]
+        );
     }
 }
 

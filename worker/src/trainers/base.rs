@@ -15,6 +15,7 @@ use crate::runner::{evaluate_models, Settings};
 use crate::samplers;
 use crate::spec::Config;
 use crate::splits::SplitScheme;
+use crate::tensorboard::EventWriter;
 use anyhow::{Context, Result};
 use metricbench::protocol::{metric_value, Event, FoldResult, Metrics, ResumeFrom};
 use rand::SeedableRng;
@@ -78,6 +79,8 @@ pub struct Best {
 pub struct Records {
     folder: PathBuf,
     tables: BTreeMap<String, CsvTable>,
+    /// TensorBoard scalars of the same records, when training.
+    pub tensorboard: Option<EventWriter>,
 }
 
 impl Records {
@@ -85,6 +88,7 @@ impl Records {
         Records {
             folder,
             tables: BTreeMap::new(),
+            tensorboard: None,
         }
     }
 
@@ -115,6 +119,15 @@ impl Records {
             });
             row.push(("best_epoch".to_string(), be));
             row.push(("best_accuracy".to_string(), ba));
+        }
+        if let Some(tb) = self.tensorboard.as_mut() {
+            let group = settings.accuracy_table(split);
+            let scalars: Vec<(String, f64)> = metrics
+                .iter()
+                .map(|(k, v)| (format!("{group}/{k}"), *v))
+                .collect();
+            tb.scalars(epoch, &scalars)?;
+            tb.flush()?;
         }
         self.table(settings, split)?.append(row)
     }
@@ -232,6 +245,7 @@ pub fn train_fold(ctx: &FoldContext, resume: Option<ResumeFrom>) -> Result<FoldR
         settings.batch_size,
     )?;
     let mut records = Records::new(csv_dir.clone());
+    records.tensorboard = Some(EventWriter::create(&ctx.folder.join("tensorboard_logs"))?);
 
     let resumed_from = match resume {
         None => None,
@@ -397,8 +411,17 @@ pub fn train_fold(ctx: &FoldContext, resume: Option<ResumeFrom>) -> Result<FoldR
                     .map(|n| values.get(n.as_str()).copied().unwrap_or(0.0)),
             );
             loss_log.record(iteration, &row)?;
+            let mut scalars: Vec<(String, f64)> = header[1..]
+                .iter()
+                .zip(&row)
+                .map(|(n, v)| (format!("loss_histories/{n}"), *v))
+                .collect();
             for (log, opt) in lr_logs.iter_mut().zip(&c.optimizers) {
                 log.record(iteration, &[opt.lr])?;
+                scalars.push((format!("{}_{}/lr", opt.name, opt.class), opt.lr));
+            }
+            if let Some(tb) = records.tensorboard.as_mut() {
+                tb.scalars(iteration as i64, &scalars)?;
             }
             if last_progress.elapsed() >= Duration::from_millis(250) {
                 last_progress = Instant::now();
@@ -417,6 +440,9 @@ pub fn train_fold(ctx: &FoldContext, resume: Option<ResumeFrom>) -> Result<FoldR
         loss_log.flush()?;
         for log in lr_logs.iter_mut() {
             log.flush()?;
+        }
+        if let Some(tb) = records.tensorboard.as_mut() {
+            tb.flush()?;
         }
         let last = epoch == ctx.num_epochs;
         if epoch % settings.save_interval as i64 == 0 || last {
