@@ -292,6 +292,15 @@ impl IterationLog {
     }
 }
 
+/// Formats a float for CSV (`nan` for NaN, as pandas writes it... and reads it back).
+pub fn cell(x: f64) -> String {
+    if x.is_nan() {
+        "nan".to_string()
+    } else {
+        format!("{x}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,14 +369,5 @@ mod tests {
             rows,
             vec![vec![Some(1.0), Some(1.0)], vec![Some(2.0), Some(2.0)]]
         );
-    }
-}
-
-/// Formats a float for CSV (`nan` for NaN, as pandas writes it... and reads it back).
-pub fn cell(x: f64) -> String {
-    if x.is_nan() {
-        "nan".to_string()
-    } else {
-        format!("{x}")
     }
 }
