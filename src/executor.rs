@@ -115,6 +115,9 @@ pub async fn run_job(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
+        // Its own process group: a Ctrl-C in the terminal reaches only the coordinator, which turns
+        // it into a graceful `stop` command instead of killing the worker mid-checkpoint.
+        .process_group(0)
         .spawn()
         .map_err(|e| broken(format!("cannot start the worker `{shown}`: {e}")))?;
 

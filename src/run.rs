@@ -389,9 +389,41 @@ fn run_job(args: &RunArgs, folder: &Path, worker: &[String], job: &Job) -> Resul
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let outcome = runtime.block_on(executor::run_job(worker, job, &log, None, |event| {
-        show_event(&bar, event)
-    }));
+    let outcome = runtime.block_on(async {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let job_future = executor::run_job(worker, job, &log, Some(rx), |event| show_event(&bar, event));
+        tokio::pin!(job_future);
+        let mut interrupts = 0;
+        loop {
+            tokio::select! {
+                outcome = &mut job_future => return Some(outcome),
+                signal = tokio::signal::ctrl_c() => {
+                    if signal.is_err() {
+                        // No signal handling on this platform: just wait for the job.
+                        return Some(job_future.await);
+                    }
+                    interrupts += 1;
+                    if interrupts == 1 {
+                        say(&bar, "Ctrl-C: the worker stops after its next evaluation and leaves a \
+                            checkpoint (resume with --resume_training); press Ctrl-C again to kill it"
+                            .to_string());
+                        let _ = tx.send(crate::protocol::Command::Stop).await;
+                    } else {
+                        // Dropping the job future kills the worker (kill_on_drop).
+                        return None;
+                    }
+                }
+            }
+        }
+    });
+    let Some(outcome) = outcome else {
+        bar.finish_and_clear();
+        bail!(
+            "interrupted: the worker of {} was killed; its last checkpoint is kept in {}",
+            args.experiment_name,
+            folder.display()
+        );
+    };
     bar.finish_and_clear();
     let outcome = outcome.map_err(|e| {
         anyhow::anyhow!(
