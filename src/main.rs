@@ -25,7 +25,12 @@ enum Commands {
         (default experiments), --dataset_root DIR (default datasets), --root_config_folder DIR \
         (default ./configs), --config_general a b c (likewise config_models, config_optimizers, \
         config_loss_and_miners, config_transforms, config_eval), and any config key as \
-        --KEY VALUE (YAML; braces may span words: --optimizers {trunk_optimizer: {Adam: {lr: 0.01}}})."
+        --KEY VALUE (YAML; braces may span words: --optimizers {trunk_optimizer: {Adam: {lr: 0.01}}}). \
+        Lifecycle: --resume_training [latest|best] continues an experiment from its checkpoints; \
+        --evaluate [--splits_to_eval [val, test]] evaluates its best checkpoints (and the \
+        ConcatenateEmbeddings ensemble on test); --reproduce_results PATH re-runs the experiment at \
+        PATH under the new --experiment_name. Ctrl-C stops after the next evaluation (resumable). \
+        See docs/experiments.md."
     )]
     Run {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
