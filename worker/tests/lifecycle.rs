@@ -359,6 +359,15 @@ fn bad_input_gives_clear_errors() {
     std::fs::remove_dir_all(exps.join("trained/Test50_50_Partitions4_0/saved_models")).unwrap();
     let e = err("--evaluate --num_training_sets 1", "trained");
     assert!(e.contains("has no best checkpoint"), "{e}");
+    // A diverging run stops with the protocol's `nan` error kind, naming the loss and the epoch.
+    let e = err(
+        "--optimizers {trunk_optimizer: {Adam: {lr: 1.0e38}}} --num_training_sets 1",
+        "diverges",
+    );
+    assert!(
+        e.contains("reported a nan error") && e.contains("at epoch 1"),
+        "{e}"
+    );
     let e = err("--training_method TrainWithClassifier", "d");
     assert!(e.contains("needs `loss_funcs/classifier_loss`"), "{e}");
 }
