@@ -31,12 +31,26 @@ enum Commands {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
         args: Vec<String>,
     },
+    /// Print the merged config and its search space; runs nothing.
+    #[command(
+        after_help = "Takes the same flags as run and tune (--experiment_name is optional and \
+        ignored): --root_config_folder DIR, --config_general a b c (one flag per category), and any \
+        config key as --KEY VALUE. --format json prints {\"config\": {...}, \"categories\": \
+        {...}, \"search_space\": [...]} instead of YAML and a table (see docs/configs.md)."
+    )]
+    Config {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let mut argv: Vec<String> = std::env::args().collect();
     // `metricbench --experiment_name X ...` is `run` (the original tool had no subcommands).
-    if argv.get(1).is_some_and(|a| a.starts_with("--") && a != "--help" && a != "--version") {
+    if argv
+        .get(1)
+        .is_some_and(|a| a.starts_with("--") && a != "--help" && a != "--version")
+    {
         argv.insert(1, "run".to_string());
     }
     let cli = Cli::parse_from(argv);
@@ -44,6 +58,9 @@ fn main() -> ExitCode {
         Commands::Run { args } => metricbench::run::RunArgs::from_tokens(&args)
             .and_then(metricbench::run::run)
             .map(|_| ()),
+        Commands::Config { args } => metricbench::config_cmd::ConfigView::from_tokens(&args)
+            .and_then(|view| view.render())
+            .map(|text| print!("{text}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
