@@ -103,6 +103,13 @@ impl ConfigView {
         Ok(out)
     }
 
+    /// Whether the merged config can be run: every object spec names exactly one class
+    /// ([`config::check_object_specs`]). `metricbench config` prints the config first, then this
+    /// error, and exits non-zero.
+    pub fn validate(&self) -> Result<()> {
+        config::check_object_specs(&self.merged, &self.args.selection)
+    }
+
     /// The output in the requested format.
     pub fn render(&self) -> Result<String> {
         match self.format {

@@ -58,9 +58,13 @@ fn main() -> ExitCode {
         Commands::Run { args } => metricbench::run::RunArgs::from_tokens(&args)
             .and_then(metricbench::run::run)
             .map(|_| ()),
-        Commands::Config { args } => metricbench::config_cmd::ConfigView::from_tokens(&args)
-            .and_then(|view| view.render())
-            .map(|text| print!("{text}")),
+        Commands::Config { args } => {
+            metricbench::config_cmd::ConfigView::from_tokens(&args).and_then(|view| {
+                // Show the merged config even when it cannot run, then say why.
+                print!("{}", view.render()?);
+                view.validate()
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -71,6 +71,7 @@ pub fn substitute_midpoints(merged: Merged) -> Result<(Merged, Option<Assignment
 /// Runs the experiment and prints its results table.
 pub fn run(args: RunArgs) -> Result<JobOutcome> {
     let merged = config::load(&args.selection, &args.overrides)?;
+    config::check_object_specs(&merged, &args.selection)?;
     let (merged, midpoints) = substitute_midpoints(merged)?;
     if let Some(mid) = &midpoints {
         let shown: Vec<String> = mid.iter().map(|(k, v)| format!("{k} = {v}")).collect();
