@@ -88,7 +88,8 @@ impl Parameter {
                 let mid = if *log {
                     ((low.ln() + high.ln()) / 2.0).exp().clamp(*low, *high)
                 } else {
-                    low + (high - low) / 2.0
+                    // Halves first: `high - low` can overflow for huge bounds.
+                    low / 2.0 + high / 2.0
                 };
                 f64_json(mid)
             }
@@ -210,6 +211,8 @@ fn parse_parameter(name: String, key_path: &str, kw: &str, v: &Value) -> Result<
         if items.is_empty() {
             bail!("`{key_path}` must hold {expected}, found an empty list");
         }
+        // A choice is a concrete value; nested search keywords would never be searched.
+        check_no_keywords(items, key_path)?;
         let mut choices = Vec::new();
         for item in items {
             let j = yaml_to_json(item)
