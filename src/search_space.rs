@@ -91,7 +91,9 @@ impl Parameter {
                     // Halves first: `high - low` can overflow for huge bounds.
                     low / 2.0 + high / 2.0
                 };
-                f64_json(mid)
+                // 12 significant digits: exp/ln round-off would show 1e-3 as 0.0010000000000000002.
+                let tidy = format!("{mid:.11e}").parse::<f64>().unwrap_or(mid);
+                f64_json(tidy.clamp(*low, *high))
             }
             ParamKind::Int { low, high } => {
                 serde_json::Value::from(((*low as f64 + *high as f64) / 2.0).round() as i64)
