@@ -382,3 +382,53 @@ fn every_shipped_file_is_documented() {
         }
     }
 }
+
+#[test]
+fn run_saves_plain_keys_at_the_midpoints_and_says_so() {
+    let dir = folder();
+    let root = dir.path().join("experiments");
+    // `false` stands in for a worker that fails at once: the configs are saved before it starts.
+    let out = bin()
+        .args(["run", "--experiment_name", "mid", "--root_config_folder"])
+        .arg(dir.path())
+        .arg("--root_experiment_folder")
+        .arg(&root)
+        .args([
+            "--worker_command",
+            "[false]",
+            "--batch_size~INT_BAYESIAN~",
+            "[16,",
+            "63]",
+        ])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("note: the config defines 3 search parameter(s)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("optimizers/trunk_optimizer/Adam/lr = 0.001"),
+        "{err}"
+    );
+    let saved = |cat: &str| {
+        std::fs::read_to_string(root.join("mid/configs").join(format!("{cat}.yaml"))).unwrap()
+    };
+    for cat in CATEGORIES {
+        assert!(!saved(cat).contains('~'), "{cat}: {}", saved(cat));
+    }
+    let opt: serde_yaml::Value = serde_yaml::from_str(&saved("config_optimizers")).unwrap();
+    assert_eq!(
+        opt["optimizers"]["trunk_optimizer"]["Adam"]["lr"].as_f64(),
+        Some(0.001)
+    );
+    let loss: serde_yaml::Value = serde_yaml::from_str(&saved("config_loss_and_miners")).unwrap();
+    assert_eq!(
+        loss["loss_funcs"]["metric_loss"]["ContrastiveLoss"]["pos_margin"].as_f64(),
+        Some(0.25)
+    );
+    // A command-line-only key is saved with the last category, at its (rounded) midpoint.
+    let eval: serde_yaml::Value = serde_yaml::from_str(&saved("config_eval")).unwrap();
+    assert_eq!(eval["batch_size"].as_i64(), Some(40));
+}
