@@ -8,9 +8,14 @@ mod distances;
 mod errors;
 mod events;
 mod losses;
+mod miners;
 mod models;
 mod optimizers;
+#[cfg(test)]
+mod parity_tests;
 mod records;
+mod reducers;
+mod regularizers;
 mod runner;
 mod samplers;
 mod spec;
