@@ -759,3 +759,6 @@ pub fn generic_pairs(
         Some(pairs)
     }
 }
+
+#[cfg(test)]
+mod tests;
