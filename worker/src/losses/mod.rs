@@ -66,21 +66,6 @@ impl IndicesTuple {
             .map(|t| Vec::<i64>::try_from(&t.to_device(Device::Cpu)).unwrap_or_default())
             .collect()
     }
-    pub fn to_device(&self, device: Device) -> IndicesTuple {
-        match self {
-            IndicesTuple::Pairs { a1, p, a2, n } => IndicesTuple::Pairs {
-                a1: a1.to_device(device),
-                p: p.to_device(device),
-                a2: a2.to_device(device),
-                n: n.to_device(device),
-            },
-            IndicesTuple::Triplets { a, p, n } => IndicesTuple::Triplets {
-                a: a.to_device(device),
-                p: p.to_device(device),
-                n: n.to_device(device),
-            },
-        }
-    }
 }
 
 /// What a loss needs from its caller besides its kwargs.

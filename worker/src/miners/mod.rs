@@ -23,7 +23,6 @@ pub trait MinerCore: Send {
 }
 
 pub struct Miner {
-    pub class: String,
     core: Box<dyn MinerCore>,
 }
 
@@ -66,8 +65,7 @@ pub fn build(path: &str, value: &serde_json::Value) -> Result<Miner> {
 }
 
 pub fn build_from_spec(spec: &mut Spec) -> Result<Miner> {
-    let class = spec.class.clone();
-    let core: Box<dyn MinerCore> = match class.as_str() {
+    let core: Box<dyn MinerCore> = match spec.class.as_str() {
         "MultiSimilarityMiner" => {
             Box::new(multi_similarity::MultiSimilarityMiner::from_spec(spec)?)
         }
@@ -82,7 +80,7 @@ pub fn build_from_spec(spec: &mut Spec) -> Result<Miner> {
         }
         other => return Err(unknown_class(&spec.path, other, &MINERS)),
     };
-    Ok(Miner { class, core })
+    Ok(Miner { core })
 }
 
 /// Keeps the entries of each tensor where `mask` is true.
