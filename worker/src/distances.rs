@@ -87,6 +87,21 @@ impl Distance {
         }
     }
 
+    /// PML-style constructor text listing the non-default settings, e.g. `LpDistance(power=2)`.
+    pub fn label(&self) -> String {
+        let mut args = Vec::new();
+        if !self.normalize_embeddings {
+            args.push("normalize_embeddings=false".to_string());
+        }
+        if self.p != 2.0 {
+            args.push(format!("p={}", self.p));
+        }
+        if self.power != 1.0 {
+            args.push(format!("power={}", self.power));
+        }
+        format!("{}({})", self.class_name(), args.join(","))
+    }
+
     /// Builds a distance from `{Class: kwargs}` (all share `normalize_embeddings`, `p`, `power`).
     pub fn from_spec(spec: &mut Spec) -> Result<Distance> {
         let kind = match spec.class.as_str() {
@@ -116,7 +131,7 @@ impl Distance {
 
     /// Reads the optional nested `distance` kwarg of a loss or miner, falling back to `default`.
     pub fn kwarg(spec: &mut Spec, default: Distance) -> Result<Distance> {
-        let label = format!("{}()", default.class_name());
+        let label = default.label();
         match spec.nested("distance", &label)? {
             None => Ok(default),
             Some(mut sub) => {
