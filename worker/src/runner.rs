@@ -305,6 +305,13 @@ fn build_fold<'a>(
             optimizers.push(optimizers::build(name, spec, vs)?);
         }
     }
+    for opt in &optimizers {
+        eprintln!("{}: {} (lr {})", opt.name, opt.class, opt.lr);
+    }
+    eprintln!(
+        "{}: input {input_dim} -> {}; {}: -> {}",
+        trunk.name, trunk.output_dim, embedder.name, embedder.output_dim
+    );
     if optimizers.is_empty() {
         return Err(config_error(
             "`optimizers` defines no optimizer, so nothing would be trained",

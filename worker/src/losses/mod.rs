@@ -59,7 +59,8 @@ impl IndicesTuple {
     pub fn lengths(&self) -> Vec<i64> {
         self.tensors().iter().map(|t| t.size()[0]).collect()
     }
-    /// Index tuples as host vectors (tests and record keeping).
+    /// Index tuples as host vectors (for comparisons in tests).
+    #[cfg(test)]
     pub fn to_vecs(&self) -> Vec<Vec<i64>> {
         self.tensors()
             .iter()

@@ -2,7 +2,8 @@
 //! each pass is a list of `len` indices made of blocks of `m` samples of one class (drawn without
 //! replacement when the class has at least `m` samples, else with replacement). With `batch_size`
 //! every aligned block of `batch_size` holds `batch_size / m` distinct classes; without it a pass
-//! walks all classes in a shuffled order, repeatedly.
+//! walks all classes in a shuffled order, repeatedly (reachable through `new` only: configs default
+//! `batch_size` to the trainer's).
 
 use super::IndexStream;
 use crate::errors::config_error;
@@ -49,7 +50,7 @@ impl MPerClassSampler {
             Some(b) => {
                 if b == 0 || b % m != 0 {
                     return Err(config_error(format!(
-                        "MPerClassSampler: batch_size ({b}) must be a positive multiple of m ({m})"
+                        "batch_size ({b}) must be a positive multiple of MPerClassSampler's m ({m})"
                     )));
                 }
                 if single_pass < b {
@@ -76,9 +77,13 @@ impl MPerClassSampler {
         })
     }
 
-    pub fn from_spec(spec: &mut Spec, labels: &[i64]) -> Result<Self> {
+    /// Without a `batch_size` kwarg the trainer's batch size is used, so every batch holds
+    /// `batch_size / m` classes (PML's default, None, lets a batch straddle two class blocks).
+    pub fn from_spec(spec: &mut Spec, labels: &[i64], trainer_batch_size: usize) -> Result<Self> {
         let m = spec.usize("m", 4)?;
-        let batch_size = spec.optional_usize("batch_size")?;
+        let batch_size = spec
+            .optional_usize("batch_size")?
+            .or(Some(trainer_batch_size));
         let length = spec.usize("length_before_new_iter", 100_000)?;
         Self::new(labels, m, batch_size, length)
     }

@@ -85,7 +85,7 @@ pub fn build_from_spec(
 ) -> Result<Box<dyn Sampler>> {
     Ok(match spec.class.as_str() {
         "MPerClassSampler" => Box::new(Batcher::new(
-            MPerClassSampler::from_spec(spec, labels)?,
+            MPerClassSampler::from_spec(spec, labels, batch_size)?,
             batch_size,
         )?),
         "FixedSetOfTriplets" => {
