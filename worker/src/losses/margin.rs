@@ -5,7 +5,6 @@
 
 use super::{convert_to_triplets, gather_pairs, BuildContext, IndicesTuple, LossCore};
 use crate::distances::Distance;
-use crate::errors::config_error;
 use crate::reducers::{Reduction, Stats, SubLoss};
 use crate::spec::Spec;
 use anyhow::Result;
@@ -31,19 +30,14 @@ impl MarginLoss {
         let learn_beta = spec.bool("learn_beta", false)?;
         let num_classes = spec.optional_usize("num_classes")?;
         let distance = Distance::kwarg(spec, Distance::lp())?;
-        if nu != 0.0 && !learn_beta {
-            return Err(config_error(format!(
-                "`{}`: nu only has an effect with learn_beta=true (as in PML)",
-                spec.path
-            )));
-        }
         let len = num_classes.unwrap_or(1).max(1) as i64;
         let (beta, vs) = if learn_beta {
             let vs = nn::VarStore::new(ctx.device);
             let b = vs.root().var("beta", &[len], nn::Init::Const(beta0));
             (b, Some(vs))
         } else {
-            (Tensor::full([len], beta0, (Kind::Float, ctx.device)), None)
+            // Double so float64 inputs see the exact value; cast to the batch's kind at use.
+            (Tensor::full([len], beta0, (Kind::Double, ctx.device)), None)
         };
         Ok(MarginLoss {
             margin,
@@ -104,5 +98,10 @@ impl LossCore for MarginLoss {
 
     fn var_store(&self) -> Option<&nn::VarStore> {
         self.vs.as_ref()
+    }
+    /// Per-class betas are indexed by label.
+    fn num_classes(&self) -> Option<i64> {
+        let len = self.beta.size()[0];
+        (len > 1).then_some(len)
     }
 }

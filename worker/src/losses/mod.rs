@@ -677,7 +677,7 @@ pub fn masked_logsumexp(x: &Tensor, keep: &Tensor, add_one: bool, dim: i64) -> T
 }
 
 /// PML `convert_to_weights`: without tuples all ones; else each sample's number of appearances in
-/// the tuples (anchors only when `anchors_only`) divided by the largest count.
+/// the tuples (anchors only when `anchors_only`, as for proxy losses) divided by the largest count.
 pub fn miner_weights(
     indices: Option<&IndicesTuple>,
     n: i64,
@@ -691,7 +691,11 @@ pub fn miner_weights(
         return ones;
     }
     let all = if anchors_only {
-        t.tensors()[0].shallow_clone()
+        // PML `get_anchors`: a for triplets, a1 and a2 for pairs.
+        match t {
+            IndicesTuple::Triplets { a, .. } => a.shallow_clone(),
+            IndicesTuple::Pairs { a1, a2, .. } => Tensor::cat(&[a1, a2], 0),
+        }
     } else {
         Tensor::cat(&t.tensors(), 0)
     };

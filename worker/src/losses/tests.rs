@@ -324,6 +324,16 @@ fn bad_batches_are_errors_not_panics() {
         .forward(&emb, &Tensor::from_slice(&[0i64, 1, 2, 1]), None)
         .unwrap_err();
     assert!(format!("{e}").contains("built for 2 classes"), "{e}");
+    let margin = build(
+        "l",
+        &json!({"MarginLoss": {"num_classes": 2, "learn_beta": true}}),
+        &ctx(None, None),
+    )
+    .unwrap();
+    let e = margin
+        .forward(&emb, &Tensor::from_slice(&[0i64, 1, 2, 1]), None)
+        .unwrap_err();
+    assert!(format!("{e}").contains("built for 2 classes"), "{e}");
     let ce = build("l", &json!({"CrossEntropyLoss": null}), &ctx(None, None)).unwrap();
     let e = ce
         .forward(&emb, &Tensor::from_slice(&[0i64, 1, 5, 1]), None)
