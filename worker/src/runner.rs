@@ -246,7 +246,7 @@ struct Fold<'a> {
     trunk: Model,
     embedder: Model,
     optimizers: Vec<Optimizer>,
-    objective: LossPipeline,
+    pipeline: LossPipeline,
     dataset: &'a dyn Dataset,
 }
 
@@ -268,7 +268,7 @@ fn build_fold<'a>(
     let trunk = models::build_trunk(trunk_spec, input_dim, device)?;
     let embedder = models::build_embedder(embedder_spec, trunk.output_dim, device)?;
     // Losses first: those with parameters (W, proxies, beta) get their own `<name>_optimizer`.
-    let objective = LossPipeline::from_config(
+    let pipeline = LossPipeline::from_config(
         cfg,
         &BuildContext {
             num_classes: Some(num_classes),
@@ -283,10 +283,10 @@ fn build_fold<'a>(
             let vs = match name.as_str() {
                 "trunk_optimizer" => &trunk.vs,
                 "embedder_optimizer" => &embedder.vs,
-                other => match objective.var_store(other.trim_end_matches("_optimizer")) {
+                other => match pipeline.var_store(other.trim_end_matches("_optimizer")) {
                     Some(vs) => vs,
                     None => {
-                        let learnable: Vec<String> = objective
+                        let learnable: Vec<String> = pipeline
                             .var_stores()
                             .iter()
                             .map(|(n, _)| format!("{n}_optimizer"))
@@ -322,7 +322,7 @@ fn build_fold<'a>(
         trunk,
         embedder,
         optimizers,
-        objective,
+        pipeline,
         dataset,
     })
 }
@@ -442,7 +442,7 @@ fn train_fold(
     }
 
     let loss_names: Vec<&str> = fold
-        .objective
+        .pipeline
         .losses
         .iter()
         .map(|l| l.name.as_str())
@@ -463,17 +463,17 @@ fn train_fold(
                 .to_device(device);
             let mut x = dataset.batch(&batch_idx, true)?.to_device(device);
             let mut batch_labels = batch_labels;
-            if fold.objective.has_subset_batch_miner() {
+            if fold.pipeline.has_subset_batch_miner() {
                 let emb = tch::no_grad(|| fold.embedder.forward(&fold.trunk.forward(&x)));
-                if let Some((keep, stats)) = fold.objective.subset_batch(&emb, &batch_labels)? {
+                if let Some((keep, stats)) = fold.pipeline.subset_batch(&emb, &batch_labels)? {
                     loss_log.record_stats(iteration, "subset_batch_miner", &stats)?;
                     x = x.index_select(0, &keep);
                     batch_labels = batch_labels.index_select(0, &keep);
                 }
             }
             let embeddings = fold.embedder.forward(&fold.trunk.forward(&x));
-            let step = fold.objective.forward(&embeddings, &batch_labels)?;
-            for (l, v) in fold.objective.losses.iter().zip(&step.values) {
+            let step = fold.pipeline.forward(&embeddings, &batch_labels)?;
+            for (l, v) in fold.pipeline.losses.iter().zip(&step.values) {
                 if !v.is_finite() {
                     return Err(nan_error(format!(
                         "loss `{}` became {v} at epoch {epoch}, iteration {iteration} of fold {}; \
