@@ -480,14 +480,43 @@ pub fn all_pairs(labels: &Tensor) -> (Tensor, Tensor, Tensor, Tensor) {
     )
 }
 
+/// Above this many (a, p, n) cells the N x N x N mask is not materialised (PML issue #688: it
+/// also overflows `nonzero`'s int32 limit at about 1290 samples).
+const DENSE_TRIPLET_LIMIT: i64 = 1 << 24;
+
 /// All triplets (a, p, n), row-major over (a, p, n).
 pub fn all_triplets(labels: &Tensor) -> (Tensor, Tensor, Tensor) {
     let (matches, diffs) = matches_and_diffs(labels);
-    let t = matches
-        .unsqueeze(2)
-        .logical_and(&diffs.unsqueeze(1))
-        .nonzero();
-    (t.select(1, 0), t.select(1, 1), t.select(1, 2))
+    let n = labels.size()[0];
+    if n * n * n <= DENSE_TRIPLET_LIMIT {
+        let t = matches
+            .unsqueeze(2)
+            .logical_and(&diffs.unsqueeze(1))
+            .nonzero();
+        return (t.select(1, 0), t.select(1, 1), t.select(1, 2));
+    }
+    // One anchor at a time: its positives x its negatives, in the same row-major order.
+    let (mut av, mut pv, mut nv) = (Vec::new(), Vec::new(), Vec::new());
+    for a in 0..n {
+        let p = matches.get(a).nonzero().view([-1]);
+        let q = diffs.get(a).nonzero().view([-1]);
+        let (np, nq) = (p.size()[0], q.size()[0]);
+        if np == 0 || nq == 0 {
+            continue;
+        }
+        av.push(Tensor::full([np * nq], a, (Kind::Int64, labels.device())));
+        pv.push(p.repeat_interleave_self_int(nq, 0, None::<i64>));
+        nv.push(q.repeat([np]));
+    }
+    if av.is_empty() {
+        let e = Tensor::zeros([0], (Kind::Int64, labels.device()));
+        return (e.shallow_clone(), e.shallow_clone(), e);
+    }
+    (
+        Tensor::cat(&av, 0),
+        Tensor::cat(&pv, 0),
+        Tensor::cat(&nv, 0),
+    )
 }
 
 /// PML `convert_to_pairs`: all pairs, the mined pairs, or triplets split into (a, p) and (a, n).

@@ -406,3 +406,21 @@ fn pipeline_applies_weights_miners_and_roles() {
         assert!(e.contains(msg), "{e}");
     }
 }
+
+#[test]
+fn large_batches_enumerate_triplets_without_the_cube() {
+    // 300 samples (27M cells > the dense limit) in 100 classes of 3: every anchor has 2 positives
+    // and 297 negatives. The chunked path must keep the dense path's row-major order.
+    let labels = Tensor::from_slice(&(0..300).map(|i| i % 100).collect::<Vec<i64>>());
+    let (a, p, n) = all_triplets(&labels);
+    assert_eq!(a.size()[0], 300 * 2 * 297);
+    let (a, p, n) = (
+        Vec::<i64>::try_from(&a).unwrap(),
+        Vec::<i64>::try_from(&p).unwrap(),
+        Vec::<i64>::try_from(&n).unwrap(),
+    );
+    assert_eq!((a[0], p[0], n[0]), (0, 100, 1));
+    assert_eq!((a[296], p[296], n[296]), (0, 100, 299));
+    assert_eq!((a[297], p[297], n[297]), (0, 200, 1));
+    assert_eq!((a[594], p[594], n[594]), (1, 101, 0));
+}
