@@ -42,6 +42,27 @@ enum Commands {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
         args: Vec<String>,
     },
+    /// List the components configs can name (losses, miners, distances, reducers, regularizers,
+    /// samplers, models, optimizers, datasets) with their kwargs, types and defaults.
+    Components {
+        /// `table` for people, `json` for tools.
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+    },
+}
+
+/// The registry lives in the worker (the coordinator has no libtorch): run it and pass its
+/// output through.
+fn components(format: &str) -> anyhow::Result<()> {
+    let worker = metricbench::executor::default_worker()?;
+    let status = std::process::Command::new(&worker)
+        .args(["components", "--format", format])
+        .status()
+        .map_err(|e| anyhow::anyhow!("cannot run {}: {e}", worker.display()))?;
+    if !status.success() {
+        anyhow::bail!("{} components failed ({status})", worker.display());
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -65,6 +86,7 @@ fn main() -> ExitCode {
                 view.validate()
             })
         }
+        Commands::Components { format } => components(&format),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

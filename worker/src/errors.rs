@@ -28,6 +28,15 @@ pub fn config_error(message: impl Into<String>) -> anyhow::Error {
     .into()
 }
 
+/// An error caused by the data handed to a component (bad shapes, labels out of range).
+pub fn data_error(message: impl Into<String>) -> anyhow::Error {
+    Failure {
+        kind: ErrorKind::Data,
+        message: message.into(),
+    }
+    .into()
+}
+
 /// The loss stopped being a finite number.
 pub fn nan_error(message: impl Into<String>) -> anyhow::Error {
     Failure {

@@ -8,9 +8,15 @@ mod distances;
 mod errors;
 mod events;
 mod losses;
+mod miners;
 mod models;
 mod optimizers;
+#[cfg(test)]
+mod parity_tests;
 mod records;
+mod reducers;
+mod registry;
+mod regularizers;
 mod runner;
 mod samplers;
 mod spec;
@@ -23,12 +29,36 @@ use metricbench::protocol::{Action, ErrorKind, Event, Job, PROTOCOL_VERSION};
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: metricbench-worker    (reads one protocol-v1 job line on stdin)\n\
-                     \x20      metricbench-worker --version";
+                     \x20      metricbench-worker --version\n\
+                     \x20      metricbench-worker components [--format table|json]";
 
 fn fail(kind: ErrorKind, message: String) -> ExitCode {
     eprintln!("error ({kind}): {message}");
     emit(&Event::Error { kind, message });
     ExitCode::FAILURE
+}
+
+/// `components [--format table|json]`: prints the component registry.
+fn components(args: &[String]) -> ExitCode {
+    let format = match args {
+        [] => "table",
+        [flag, value] if flag == "--format" => value.as_str(),
+        [flag] if flag.starts_with("--format=") => &flag["--format=".len()..],
+        _ => {
+            eprintln!("unexpected arguments {args:?}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let classes = registry::all();
+    match format {
+        "json" => println!("{:#}", registry::to_json(&classes)),
+        "table" => print!("{}", registry::to_table(&classes)),
+        other => {
+            eprintln!("unknown format `{other}` (expected table or json)\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn main() -> ExitCode {
@@ -42,6 +72,7 @@ fn main() -> ExitCode {
             );
             return ExitCode::SUCCESS;
         }
+        Some("components") => return components(&args[1..]),
         Some(other) => {
             eprintln!("unknown argument `{other}`\n{USAGE}");
             return ExitCode::from(2);
