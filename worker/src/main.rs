@@ -6,9 +6,11 @@ mod accuracy;
 mod datasets;
 mod distances;
 mod errors;
+mod eval_cli;
 mod events;
 mod losses;
 mod models;
+mod npy;
 mod optimizers;
 mod records;
 mod runner;
@@ -23,6 +25,7 @@ use metricbench::protocol::{Action, ErrorKind, Event, Job, PROTOCOL_VERSION};
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: metricbench-worker    (reads one protocol-v1 job line on stdin)\n\
+                     \x20      metricbench-worker eval-embeddings --embeddings E.npy --labels L.npy ...\n\
                      \x20      metricbench-worker --version";
 
 fn fail(kind: ErrorKind, message: String) -> ExitCode {
@@ -41,6 +44,15 @@ fn main() -> ExitCode {
                 env!("CARGO_PKG_VERSION")
             );
             return ExitCode::SUCCESS;
+        }
+        Some("eval-embeddings") => {
+            return match eval_cli::run(&args[1..]) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error ({}): {e:#}", kind_of(&e));
+                    ExitCode::FAILURE
+                }
+            };
         }
         Some(other) => {
             eprintln!("unknown argument `{other}`\n{USAGE}");
