@@ -217,9 +217,11 @@ impl Job {
             .map_err(|e| format!("the job line is not valid JSON: {e}"))?;
         match value.get("protocol").and_then(|v| v.as_u64()) {
             Some(v) if v == u64::from(PROTOCOL_VERSION) => {}
-            Some(v) => return Err(format!(
+            Some(v) => {
+                return Err(format!(
                 "the job uses protocol version {v}, this worker speaks version {PROTOCOL_VERSION}"
-            )),
+            ))
+            }
             None => return Err("the job has no integer \"protocol\" field".to_string()),
         }
         serde_json::from_value(value).map_err(|e| format!("the job is malformed: {e}"))

@@ -28,15 +28,6 @@ pub fn config_error(message: impl Into<String>) -> anyhow::Error {
     .into()
 }
 
-/// An error caused by dataset files or contents.
-pub fn data_error(message: impl Into<String>) -> anyhow::Error {
-    Failure {
-        kind: ErrorKind::Data,
-        message: message.into(),
-    }
-    .into()
-}
-
 /// The loss stopped being a finite number.
 pub fn nan_error(message: impl Into<String>) -> anyhow::Error {
     Failure {

@@ -10,6 +10,7 @@ pub const OPTIMIZERS: [&str; 4] = ["Adam", "AdamW", "RMSprop", "SGD"];
 
 pub struct Optimizer {
     pub name: String,
+    pub class: String,
     pub inner: nn::Optimizer,
     pub lr: f64,
 }
@@ -65,10 +66,12 @@ pub fn build(name: &str, value: &serde_json::Value, vs: &nn::VarStore) -> Result
         .build(vs, lr),
         other => return Err(unknown_class(&path, other, &OPTIMIZERS)),
     };
+    let spec_class = spec.class.clone();
     spec.finish()?;
     let inner = built.map_err(|e| config_error(format!("cannot build `{path}`: {e}")))?;
     Ok(Optimizer {
         name: name.to_string(),
+        class: spec_class,
         inner,
         lr,
     })

@@ -21,10 +21,6 @@ impl CsvTable {
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Appends a row and rewrites the file.
     pub fn append(&mut self, row: Vec<(String, String)>) -> Result<()> {
         for (k, _) in &row {

@@ -278,6 +278,13 @@ fn build_fold<'a>(cfg: &Config, dataset: &'a dyn Dataset, device: Device) -> Res
             optimizers.push(optimizers::build(name, spec, vs)?);
         }
     }
+    for opt in &optimizers {
+        eprintln!("{}: {} (lr {})", opt.name, opt.class, opt.lr);
+    }
+    eprintln!(
+        "{}: input {input_dim} -> {}; {}: -> {}",
+        trunk.name, trunk.output_dim, embedder.name, embedder.output_dim
+    );
     if optimizers.is_empty() {
         return Err(config_error(
             "`optimizers` defines no optimizer, so nothing would be trained",
@@ -455,7 +462,7 @@ fn train_fold(
                     )));
                 }
                 parts.push(v);
-                total = total + value * *weight;
+                total += value * *weight;
             }
             for opt in fold.optimizers.iter_mut() {
                 opt.inner.zero_grad();
