@@ -142,9 +142,11 @@ pub fn parse(bytes: &[u8], what: &str) -> Result<NpyArray> {
                     .collect(),
             )
         }),
-        other => return Err(bad(format!(
+        other => {
+            return Err(bad(format!(
             "dtype `{other}` is not supported; use little-endian float32, float64, int32 or int64"
-        ))),
+        )))
+        }
     };
     if payload.len() != count * width {
         return Err(bad(format!(
