@@ -197,10 +197,13 @@ pub fn run(args: &[String]) -> Result<()> {
         &args.settings,
     )?;
     eprintln!(
-        "eval-embeddings: loaded in {:.2}s, evaluated in {:.2}s (k = {})",
+        "eval-embeddings: loaded in {:.2}s, evaluated in {:.2}s (k = {}, {} of {} queries \
+         needed the exact full-row fallback)",
         loaded.as_secs_f64(),
         (started.elapsed() - loaded).as_secs_f64(),
-        acc.k
+        acc.k,
+        acc.knn_fallback_rows,
+        query_labels.len()
     );
     if args.csv {
         let mut out = String::from("metric,value\n");

@@ -2,12 +2,21 @@
 //! memory stays bounded whatever the set sizes (a block's distance matrix is at most
 //! `block_bytes`), with deterministic tie-breaking and PML's self-match removal.
 //!
-//! Ranking: ascending squared L2 (as faiss `IndexFlatL2`), computed as `|q|² + |r|² - 2 q·r` in
-//! float32 and clamped at 0 (faiss's BLAS path does the same), so near-ties rank like faiss. Equal
-//! distances are ordered by reference index. `topk` alone does not guarantee that (it is not
-//! stable and, at the k-th position, may pick any of several equal candidates), so every block's
-//! top-k is re-sorted by (distance, index), and rows where more candidates than fit tie with the
-//! k-th distance are repaired from the full row.
+//! Ranking: ascending squared L2 (as faiss `IndexFlatL2`), ties ordered by reference index, and
+//! exact: the ranking is that of the f64 distances, not of float32 rounding.
+//! 1. Screen: the block's distances by the float32 expansion `|q|² + |r|² - 2 q·r` (one matmul,
+//!    as faiss), clamped at 0, and `topk` of `k + margin` candidates per row.
+//! 2. Proof: the f32 expansion's rounding error of a pair is at most γ·(|q| + |r|)² (γ = Higham's
+//!    γ_{d+2}). If the last candidate's f32 distance exceeds the k-th's by more than twice that,
+//!    no item outside the candidates can be among the true k nearest.
+//! 3. Re-rank: the candidates' distances are recomputed exactly in f64 from coordinate
+//!    differences and sorted by (distance, index), which also makes ties deterministic (`topk` is
+//!    not stable and picks arbitrarily among equal values at the k-th place).
+//! 4. Rows without the proof (near-ties or duplicates at the boundary, huge norms) are solved from
+//!    a full f64 row instead. Rare on real embeddings; counted in `fallback_rows`.
+//!
+//! faiss ranks by its float32 distances, so on pairs closer than float32 rounding it can order
+//! differently from the true ranking computed here (docs/metrics.md).
 
 use anyhow::Result;
 use tch::{Kind, Tensor};
@@ -25,9 +34,11 @@ pub struct KnnBlock<'a> {
     pub k: usize,
     /// Row-major `rows x k` reference indices, nearest first.
     pub indices: &'a [i64],
-    /// The block's full `rows x n_reference` squared-distance matrix, for metrics that need every
-    /// pair (fnmr@fmr); self pairs are still present in it.
+    /// The block's full `rows x n_reference` squared-distance matrix (f32 expansion), for metrics
+    /// that need every pair (fnmr@fmr); self pairs are still present in it.
     pub all_distances: &'a Tensor,
+    /// Query rows so far that needed the full-row f64 fallback (diagnostics).
+    pub fallback_rows: usize,
 }
 
 /// How the search is split into blocks.
@@ -61,6 +72,7 @@ pub fn blocked_knn(
 ) -> Result<()> {
     let nq = query.size()[0] as usize;
     let nr = reference.size()[0] as usize;
+    let dim = query.size()[1] as usize;
     let self_count = usize::from(reference_includes_query);
     anyhow::ensure!(
         k + self_count <= nr,
@@ -77,12 +89,26 @@ pub fn blocked_knn(
         .square()
         .sum_dim_intlist(&[1i64][..], false, Kind::Float)
         .view([1, nr as i64]);
+    let r64 = reference.to_kind(Kind::Double).contiguous();
+    let r64_sq = r64
+        .square()
+        .sum_dim_intlist(&[1i64][..], false, Kind::Double);
+    let r_norm_max = f64::try_from(r64_sq.max())?.sqrt();
+    // Candidates re-ranked in f64 per row: the k_search nearest by the f32 expansion plus a margin.
+    let margin = 32.max(k_search / 4);
+    let m = (k_search + margin).min(nr);
+    // Rigorous bound on the f32 expansion's rounding error for a pair (q, r) (Higham's γ_n for an
+    // n-term dot product, n = dim + 2): |err| <= γ (|q| + |r|)².
+    let unit = f64::from(f32::EPSILON) / 2.0;
+    let gamma = (dim as f64 + 2.0) * unit / (1.0 - (dim as f64 + 2.0) * unit);
+    let row_bytes = (4 * nr).max(8 * dim * m);
     let rows_per_block = blocking
         .rows
-        .unwrap_or_else(|| blocking.block_bytes / (4 * nr.max(1)))
+        .unwrap_or_else(|| blocking.block_bytes / row_bytes.max(1))
         .clamp(1, nq);
 
     let mut indices = Vec::new();
+    let mut fallback_rows = 0usize;
     let mut start = 0usize;
     while start < nq {
         let len = rows_per_block.min(nq - start);
@@ -96,47 +122,60 @@ pub fn blocked_knn(
 
         indices.clear();
         if k_search > 0 {
-            let (vals, idx) = d.topk(k_search as i64, 1, false, true);
+            let qb64 = query
+                .narrow(0, start as i64, len as i64)
+                .to_kind(Kind::Double);
+            let (vals, idx) = d.topk(m as i64, 1, false, true);
             let vals: Vec<f32> = Vec::try_from(vals.contiguous().view([-1]))?;
+            // Exact distances of the candidates, from coordinate differences in f64.
+            let cands = r64
+                .index_select(0, &idx.view([-1]))
+                .view([len as i64, m as i64, dim as i64]);
+            let exact: Vec<f64> = Vec::try_from(
+                (cands - qb64.unsqueeze(1))
+                    .square()
+                    .sum_dim_intlist(&[2i64][..], false, Kind::Double)
+                    .view([-1]),
+            )?;
             let idx: Vec<i64> = Vec::try_from(idx.contiguous().view([-1]))?;
-            // Rows where more reference items than selected share the k-th distance.
-            let kth = Tensor::from_slice(
-                &(0..len)
-                    .map(|row| vals[row * k_search + k_search - 1])
-                    .collect::<Vec<f32>>(),
-            )
-            .view([len as i64, 1]);
-            let at_or_below: Vec<i64> = Vec::try_from(d.le_tensor(&kth).sum_dim_intlist(
-                &[1i64][..],
-                false,
-                Kind::Int64,
-            ))?;
-            let mut row_pairs: Vec<(f32, i64)> = Vec::with_capacity(k_search);
-            for (row, &tied_or_closer) in at_or_below.iter().enumerate() {
-                row_pairs.clear();
-                let span = row * k_search..(row + 1) * k_search;
-                row_pairs.extend(
-                    vals[span.clone()]
-                        .iter()
-                        .copied()
-                        .zip(idx[span].iter().copied()),
-                );
-                if tied_or_closer as usize > k_search {
-                    repair_boundary_ties(&d, row, &mut row_pairs)?;
+            let q_norms: Vec<f64> = Vec::try_from(
+                qb64.square()
+                    .sum_dim_intlist(&[1i64][..], false, Kind::Double)
+                    .sqrt(),
+            )?;
+            let mut pairs: Vec<(f64, i64)> = Vec::with_capacity(m);
+            for (row, q_norm) in q_norms.iter().enumerate() {
+                let span = row * m..(row + 1) * m;
+                let tol = gamma * (q_norm + r_norm_max).powi(2);
+                let kth = f64::from(vals[row * m + k_search - 1]);
+                let last = f64::from(vals[row * m + m - 1]);
+                pairs.clear();
+                if m == nr || last > kth + 2.0 * tol {
+                    // Every item outside the candidates is strictly farther than k_search of them.
+                    pairs.extend(
+                        exact[span.clone()]
+                            .iter()
+                            .copied()
+                            .zip(idx[span].iter().copied()),
+                    );
+                } else {
+                    fallback_rows += 1;
+                    exact_row(&r64, &r64_sq, &qb64.get(row as i64), k_search, &mut pairs)?;
                 }
-                row_pairs.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                pairs.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                pairs.truncate(k_search);
                 if reference_includes_query {
                     let me = (start + row) as i64;
-                    match row_pairs.iter().position(|p| p.1 == me) {
+                    match pairs.iter().position(|p| p.1 == me) {
                         Some(pos) => {
-                            row_pairs.remove(pos);
+                            pairs.remove(pos);
                         }
                         None => {
-                            row_pairs.pop();
+                            pairs.pop();
                         }
                     }
                 }
-                indices.extend(row_pairs[..k].iter().map(|p| p.1));
+                indices.extend(pairs[..k].iter().map(|p| p.1));
             }
         }
         on_block(&KnnBlock {
@@ -145,27 +184,33 @@ pub fn blocked_knn(
             k,
             indices: &indices,
             all_distances: &d,
+            fallback_rows,
         })?;
         start += len;
     }
     Ok(())
 }
 
-/// Replaces the candidates tied with the k-th distance by the lowest-index reference items at that
-/// distance (rare: only rows with more ties than places at the boundary).
-fn repair_boundary_ties(d: &Tensor, row: usize, pairs: &mut Vec<(f32, i64)>) -> Result<()> {
-    let k = pairs.len();
-    let kth = pairs.iter().map(|p| p.0).fold(f32::NEG_INFINITY, f32::max);
-    pairs.retain(|p| p.0 < kth);
-    let full: Vec<f32> = Vec::try_from(d.get(row as i64))?;
-    let need = k - pairs.len();
-    pairs.extend(
-        full.iter()
-            .enumerate()
-            .filter(|(_, &v)| v == kth)
-            .take(need)
-            .map(|(i, &v)| (v, i as i64)),
-    );
+/// The `k` nearest reference items of one query from a full f64 row (rows where the f32 screen
+/// cannot prove its candidates hold the answer: many near-ties, duplicates, huge norms). Uses the
+/// f64 expansion, whose rounding (about 1e-16 relative) is far below any f32 effect.
+fn exact_row(
+    r64: &Tensor,
+    r64_sq: &Tensor,
+    q64: &Tensor,
+    k: usize,
+    out: &mut Vec<(f64, i64)>,
+) -> Result<()> {
+    let q_sq = f64::try_from(q64.square().sum(Kind::Double))?;
+    let d = (r64.mv(q64) * -2.0 + r64_sq + q_sq).clamp_min(0.0);
+    let d: Vec<f64> = Vec::try_from(d)?;
+    let mut all: Vec<(f64, i64)> = d.into_iter().zip(0i64..).collect();
+    let cmp = |a: &(f64, i64), b: &(f64, i64)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+    if k < all.len() {
+        all.select_nth_unstable_by(k, cmp);
+        all.truncate(k);
+    }
+    out.extend(all);
     Ok(())
 }
 
@@ -285,13 +330,53 @@ mod tests {
     }
 
     #[test]
+    fn ranking_is_exact_where_float32_rounding_is_not() {
+        // Norms near 2000 and coordinate differences near 1e-2: the f32 expansion's rounding
+        // (about 1 in squared distance) swamps the true differences, so the screen cannot prove
+        // its candidates and the f64 paths must give the exact ranking.
+        tch::manual_seed(9);
+        let near = |n: i64| {
+            (Tensor::full([n, 4], 1000.0, (Kind::Double, Device::Cpu))
+                + Tensor::randn([n, 4], (Kind::Double, Device::Cpu)) * 1e-2)
+                .to_kind(Kind::Float)
+        };
+        let q = near(20);
+        let r = near(60);
+        let qr = Tensor::cat(&[&q, &r], 0);
+        let mut fallbacks = 0;
+        blocked_knn(&q, &r, 5, false, Blocking::default(), |b| {
+            fallbacks = b.fallback_rows;
+            Ok(())
+        })
+        .unwrap();
+        assert!(fallbacks > 0);
+        for rows in [1usize, 7] {
+            let blocking = Blocking {
+                rows: Some(rows),
+                ..Blocking::default()
+            };
+            for k in [1usize, 5, 40] {
+                assert_eq!(
+                    knn_lists(&q, &r, k, false, blocking).unwrap(),
+                    naive(&q, &r, k, false)
+                );
+                assert_eq!(
+                    knn_lists(&q, &qr, k, true, blocking).unwrap(),
+                    naive(&q, &qr, k, true)
+                );
+            }
+        }
+    }
+
+    #[test]
     fn byte_budget_splits_into_blocks() {
         let q = Tensor::randn([30, 4], (Kind::Float, Device::Cpu));
         let mut blocks = 0;
-        // 4 bytes x 30 reference columns x 7 rows per block.
+        // Per row the f64 candidates dominate here: 8 bytes x 4 dims x 30 candidates (k + 32
+        // margin, capped at the 30 reference rows); 7 rows per block.
         let blocking = Blocking {
             rows: None,
-            block_bytes: 4 * 30 * 7,
+            block_bytes: 8 * 4 * 30 * 7,
         };
         blocked_knn(&q, &q, 2, true, blocking, |b| {
             assert!(b.rows <= 7);

@@ -121,6 +121,8 @@ pub struct Accuracies {
     pub per_class: BTreeMap<String, BTreeMap<i64, f64>>,
     /// The `k` the kNN metrics used (after max_bin_count and clamping).
     pub k: usize,
+    /// Query rows whose neighbours needed the full-row f64 fallback of the kNN (diagnostics).
+    pub knn_fallback_rows: usize,
 }
 
 fn check_set(name: &str, emb: &Tensor, labels: &[i64]) -> Result<()> {
@@ -229,6 +231,7 @@ pub fn get_accuracy(
         let query_label_tensor = Tensor::from_slice(query_labels);
         let mut rel = Vec::with_capacity(k_search);
         blocked_knn(query, reference, k_search, riq, settings.blocking, |b| {
+            out.knn_fallback_rows = b.fallback_rows;
             for row in 0..b.rows {
                 let qi = b.start + row;
                 let label = query_labels[qi];
