@@ -471,6 +471,72 @@ mod tests {
         assert!(tester_accuracies(&flat, (&flat.embeddings, &flat.labels), true, 0, &s).is_err());
     }
 
+    /// The whole tester path on the Synthetic dataset with a real (untrained) model: each
+    /// reference mode must equal `get_accuracy` on the embeddings the tester computes.
+    #[test]
+    fn evaluate_splits_wires_reference_modes_and_testers() {
+        let dataset = crate::datasets::build(&json!({"Synthetic": {
+            "num_classes": 8, "samples_per_class": 10, "input_dim": 16, "seed": 3,
+            "classes_per_super_class": 4}}))
+        .unwrap();
+        let dataset = dataset.as_ref();
+        let trunk =
+            crate::models::build_trunk(&json!({"MLP": {"layer_sizes": [12]}}), 16, Device::Cpu)
+                .unwrap();
+        let splits = vec![
+            (
+                "train".to_string(),
+                (0..80).step_by(2).collect::<Vec<usize>>(),
+            ),
+            (
+                "val".to_string(),
+                (1..80).step_by(2).collect::<Vec<usize>>(),
+            ),
+        ];
+        let evals = vec!["val".to_string()];
+        let run = |cfg: Value| {
+            let s = settings(cfg);
+            let m = evaluate_splits(dataset, &splits, &evals, 0, &trunk, None, &s, Device::Cpu)
+                .unwrap();
+            (s, m["val"].clone())
+        };
+        let embed = |name: &str, s: &EvalSettings| {
+            let idx = &splits.iter().find(|(n, _)| n == name).unwrap().1;
+            let labels: Vec<i64> = idx.iter().map(|&i| dataset.labels(0)[i]).collect();
+            (
+                embeddings(dataset, idx, &trunk, None, s, Device::Cpu).unwrap(),
+                labels,
+            )
+        };
+        let (s, got) = run(json!({"eval_reference_set": "compared_to_training_set"}));
+        let (ve, vl) = embed("val", &s);
+        let (te, tl) = embed("train", &s);
+        let want = get_accuracy(&ve, &vl, Some((&te, &tl)), false, &s.accuracy).unwrap();
+        assert_eq!(got, want.metrics);
+        assert!(got["precision_at_1"].is_finite());
+
+        let (s, got) = run(json!({"eval_reference_set": "compared_to_self"}));
+        let want = get_accuracy(&ve, &vl, None, true, &s.accuracy).unwrap();
+        assert_eq!(got, want.metrics);
+
+        // WithSameParentLabelTester: the mean over the two parent labels (classes 0-3, 4-7).
+        let (s, got) = run(json!({"eval_tester": "WithSameParentLabelTester", "eval_k": 3}));
+        let parents: Vec<i64> = splits[1].1.iter().map(|&i| dataset.labels(1)[i]).collect();
+        let mut sum = 0.0;
+        for p in [0i64, 1] {
+            let rows: Vec<i64> = (0..vl.len() as i64)
+                .filter(|&i| parents[i as usize] == p)
+                .collect();
+            let e = ve.index_select(0, &Tensor::from_slice(&rows));
+            let l: Vec<i64> = rows.iter().map(|&i| vl[i as usize]).collect();
+            sum += get_accuracy(&e, &l, None, true, &s.accuracy)
+                .unwrap()
+                .metrics["mean_average_precision_at_r"];
+        }
+        assert!((got["mean_average_precision_at_r"] - sum / 2.0).abs() < 1e-12);
+        assert_eq!(s.tester_name(), "WithSameParentLabelTester");
+    }
+
     #[test]
     fn pca_keeps_the_dominant_directions() {
         tch::manual_seed(5);

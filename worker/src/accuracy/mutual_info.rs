@@ -26,7 +26,8 @@ struct Contingency {
 fn contingency(truth: &[i64], pred: &[i64]) -> Contingency {
     let mut row_id: HashMap<i64, usize> = HashMap::new();
     let mut col_id: HashMap<i64, usize> = HashMap::new();
-    let mut cells: HashMap<(usize, usize), u64> = HashMap::new();
+    // Ordered, so sums run in the same order every time (HashMap order is random per process).
+    let mut cells: BTreeMap<(usize, usize), u64> = BTreeMap::new();
     for (&t, &p) in truth.iter().zip(pred) {
         let next = row_id.len();
         let r = *row_id.entry(t).or_insert(next);
