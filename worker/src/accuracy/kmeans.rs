@@ -5,12 +5,21 @@
 //! so we aim for an equally good, deterministic clustering instead: k-means++ init from a fixed
 //! seed, Lloyd iterations (at most `iterations`, stopping when no assignment changes) on all points,
 //! several restarts keeping the lowest inertia. An emptied cluster keeps its previous centroid.
+//! k-means++ seeding is sequential (one pass over the data per centre), so above
+//! `PLUS_PLUS_MAX_CLUSTERS` clusters (SOP has 11k-23k) we seed with distinct random points like
+//! faiss, and when one run costs more than `RESTART_BUDGET` point-centre products we do one run:
+//! those sizes take minutes per run on a CPU, for PML + faiss as well.
 //! Nearest-centroid searches are blocked like the kNN so memory stays bounded.
 
 use anyhow::Result;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tch::{Kind, Tensor};
+
+/// Above this many clusters, seed with random distinct points instead of k-means++.
+pub const PLUS_PLUS_MAX_CLUSTERS: usize = 1024;
+/// Above this many point x centre x dimension products per iteration, run once (no restarts).
+pub const RESTART_BUDGET: f64 = 2e10;
 
 #[derive(Debug, Clone, Copy)]
 pub struct KMeansSettings {
@@ -94,6 +103,17 @@ fn plus_plus_init(x: &Tensor, k: usize, rng: &mut ChaCha8Rng) -> Result<Tensor> 
     Ok(x.index_select(0, &Tensor::from_slice(&chosen)))
 }
 
+/// `k` distinct random rows (partial Fisher-Yates), faiss's initialisation.
+fn random_init(x: &Tensor, k: usize, rng: &mut ChaCha8Rng) -> Tensor {
+    let n = x.size()[0] as usize;
+    let mut order: Vec<i64> = (0..n as i64).collect();
+    for i in 0..k {
+        let j = rng.random_range(i..n);
+        order.swap(i, j);
+    }
+    x.index_select(0, &Tensor::from_slice(&order[..k]))
+}
+
 /// Cluster ids (0..k) of the rows of `x`.
 pub fn kmeans(x: &Tensor, k: usize, settings: KMeansSettings) -> Result<Vec<i64>> {
     let n = x.size()[0] as usize;
@@ -105,8 +125,17 @@ pub fn kmeans(x: &Tensor, k: usize, settings: KMeansSettings) -> Result<Vec<i64>
     let d = x.size()[1];
     let mut rng = ChaCha8Rng::seed_from_u64(settings.seed);
     let mut best: Option<(f64, Tensor)> = None;
-    for _ in 0..settings.restarts.max(1) {
-        let mut centroids = plus_plus_init(&x, k, &mut rng)?;
+    let restarts = if (n * k) as f64 * d as f64 > RESTART_BUDGET {
+        1
+    } else {
+        settings.restarts.max(1)
+    };
+    for _ in 0..restarts {
+        let mut centroids = if k <= PLUS_PLUS_MAX_CLUSTERS {
+            plus_plus_init(&x, k, &mut rng)?
+        } else {
+            random_init(&x, k, &mut rng)
+        };
         let (mut labels, mut inertia) = assign(&x, &centroids, settings.block_bytes);
         for _ in 0..settings.iterations {
             let sums =
@@ -151,5 +180,16 @@ mod tests {
         let b = kmeans(&x, 6, KMeansSettings::default()).unwrap();
         assert_eq!(a, b);
         assert!((super::super::mutual_info::nmi(&truth, &a) - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn random_init_picks_distinct_rows() {
+        let x = Tensor::arange(50, (Kind::Float, Device::Cpu)).view([50, 1]);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let c: Vec<f32> = Vec::try_from(random_init(&x, 20, &mut rng).view([-1])).unwrap();
+        let mut sorted = c.clone();
+        sorted.sort_by(f32::total_cmp);
+        sorted.dedup();
+        assert_eq!(sorted.len(), 20);
     }
 }
