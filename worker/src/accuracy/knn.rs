@@ -4,14 +4,16 @@
 //!
 //! Ranking: ascending squared L2 (as faiss `IndexFlatL2`), ties ordered by reference index, and
 //! exact: the ranking is that of the f64 distances, not of float32 rounding.
-//! 1. Screen: the block's distances by the float32 expansion `|q|² + |r|² - 2 q·r` (one matmul,
-//!    as faiss), clamped at 0, and `topk` of `k + margin` candidates per row.
+//! 1. Screen: the block's distances by the float32 expansion `|r|² - 2 q·r` (one addmm, as faiss;
+//!    the row constant `|q|²` does not change the ranking), and `topk` of `k + margin` candidates.
 //! 2. Proof: the f32 expansion's rounding error of a pair is at most γ·(|q| + |r|)² (γ = Higham's
 //!    γ_{d+2}). If the last candidate's f32 distance exceeds the k-th's by more than twice that,
 //!    no item outside the candidates can be among the true k nearest.
-//! 3. Re-rank: the candidates' distances are recomputed exactly in f64 from coordinate
-//!    differences and sorted by (distance, index), which also makes ties deterministic (`topk` is
-//!    not stable and picks arbitrarily among equal values at the k-th place).
+//! 3. Re-rank: candidates whose f32 values are further apart than twice the bound are already in
+//!    their true order; runs of closer values (including exact ties) get exact f64 distances from
+//!    coordinate differences and are sorted by (distance, index). So ties are deterministic
+//!    (`topk` is not stable and picks arbitrarily among equal values at the k-th place) and the
+//!    ranking is that of the exact distances, at the cost of a few f64 dot products per row.
 //! 4. Rows without the proof (near-ties or duplicates at the boundary, huge norms) are solved from
 //!    a full f64 row instead. Rare on real embeddings; counted in `fallback_rows`.
 //!
@@ -21,7 +23,7 @@
 use anyhow::Result;
 use tch::{Kind, Tensor};
 
-/// Default bytes of one block's distance matrix (the kNN pass needs about three such buffers).
+/// Default bytes of one block's distance matrix.
 pub const DEFAULT_BLOCK_BYTES: usize = 128 << 20;
 
 /// The neighbours of one block of consecutive query rows.
@@ -34,9 +36,12 @@ pub struct KnnBlock<'a> {
     pub k: usize,
     /// Row-major `rows x k` reference indices, nearest first.
     pub indices: &'a [i64],
-    /// The block's full `rows x n_reference` squared-distance matrix (f32 expansion), for metrics
-    /// that need every pair (fnmr@fmr); self pairs are still present in it.
-    pub all_distances: &'a Tensor,
+    /// The block's `rows x n_reference` matrix of `|r|² - 2 q·r` (float32): squared distances minus
+    /// the row constant `query_sq_norms`, for metrics that need every pair (fnmr@fmr). Self pairs
+    /// are still present.
+    pub partial_distances: &'a Tensor,
+    /// `rows x 1` squared norms of the block's queries.
+    pub query_sq_norms: &'a Tensor,
     /// Query rows so far that needed the full-row f64 fallback (diagnostics).
     pub fallback_rows: usize,
 }
@@ -84,28 +89,43 @@ pub fn blocked_knn(
     }
     let q = query.to_kind(Kind::Float).contiguous();
     let r = reference.to_kind(Kind::Float).contiguous();
-    let rt = r.transpose(0, 1).contiguous();
+    // Host copies for the exact f64 re-ranking; one copy when the query set is the reference.
+    let r_data: Vec<f32> = Vec::try_from(r.view([-1]))?;
+    let q_own: Option<Vec<f32>> = if q.data_ptr() == r.data_ptr() && nq == nr {
+        None
+    } else {
+        Some(Vec::try_from(q.view([-1]))?)
+    };
+    let q_data: &[f32] = q_own.as_deref().unwrap_or(&r_data);
+    // -2 rᵀ, so one addmm gives |r|² - 2 q·r: the distance minus the row constant |q|², which
+    // does not change a row's ranking.
+    let rt_m2 = r.transpose(0, 1).contiguous() * -2.0;
     let r_sq = r
         .square()
         .sum_dim_intlist(&[1i64][..], false, Kind::Float)
         .view([1, nr as i64]);
-    let r64 = reference.to_kind(Kind::Double).contiguous();
-    let r64_sq = r64
-        .square()
-        .sum_dim_intlist(&[1i64][..], false, Kind::Double);
-    let r_norm_max = f64::try_from(r64_sq.max())?.sqrt();
-    // Candidates re-ranked in f64 per row: the k_search nearest by the f32 expansion plus a margin.
-    let margin = 32.max(k_search / 4);
-    let m = (k_search + margin).min(nr);
-    // Rigorous bound on the f32 expansion's rounding error for a pair (q, r) (Higham's γ_n for an
+    let r_norm_max = f64::from(f32::try_from(r_sq.max())?).sqrt();
+    // Candidates per row: the k_search nearest by the f32 screen plus a margin for the proof.
+    let m = (k_search + 16.max(k_search / 8)).min(nr);
+    // Rigorous bound on the f32 screen's rounding error for a pair (q, r) (Higham's γ_n for an
     // n-term dot product, n = dim + 2): |err| <= γ (|q| + |r|)².
     let unit = f64::from(f32::EPSILON) / 2.0;
     let gamma = (dim as f64 + 2.0) * unit / (1.0 - (dim as f64 + 2.0) * unit);
-    let row_bytes = (4 * nr).max(8 * dim * m);
     let rows_per_block = blocking
         .rows
-        .unwrap_or_else(|| blocking.block_bytes / row_bytes.max(1))
+        .unwrap_or_else(|| blocking.block_bytes / (4 * nr).max(1))
         .clamp(1, nq);
+    let exact = |qi: usize, ri: usize| -> f64 {
+        let a = &q_data[qi * dim..(qi + 1) * dim];
+        let b = &r_data[ri * dim..(ri + 1) * dim];
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| {
+                let t = f64::from(*x) - f64::from(*y);
+                t * t
+            })
+            .sum()
+    };
 
     let mut indices = Vec::new();
     let mut fallback_rows = 0usize;
@@ -113,69 +133,84 @@ pub fn blocked_knn(
     while start < nq {
         let len = rows_per_block.min(nq - start);
         let qb = q.narrow(0, start as i64, len as i64);
+        let partial = r_sq.addmm(&qb, &rt_m2);
         let q_sq = qb.square().sum_dim_intlist(&[1i64][..], true, Kind::Float);
-        let mut d = qb.matmul(&rt);
-        let _ = d.g_mul_scalar_(-2.0);
-        let _ = d.g_add_(&q_sq);
-        let _ = d.g_add_(&r_sq);
-        let _ = d.clamp_min_(0.0);
 
         indices.clear();
         if k_search > 0 {
-            let qb64 = query
-                .narrow(0, start as i64, len as i64)
-                .to_kind(Kind::Double);
-            let (vals, idx) = d.topk(m as i64, 1, false, true);
+            let (vals, idx) = partial.topk(m as i64, 1, false, true);
             let vals: Vec<f32> = Vec::try_from(vals.contiguous().view([-1]))?;
-            // Exact distances of the candidates, from coordinate differences in f64.
-            let cands = r64
-                .index_select(0, &idx.view([-1]))
-                .view([len as i64, m as i64, dim as i64]);
-            let exact: Vec<f64> = Vec::try_from(
-                (cands - qb64.unsqueeze(1))
-                    .square()
-                    .sum_dim_intlist(&[2i64][..], false, Kind::Double)
-                    .view([-1]),
-            )?;
             let idx: Vec<i64> = Vec::try_from(idx.contiguous().view([-1]))?;
-            let q_norms: Vec<f64> = Vec::try_from(
-                qb64.square()
-                    .sum_dim_intlist(&[1i64][..], false, Kind::Double)
-                    .sqrt(),
-            )?;
-            let mut pairs: Vec<(f64, i64)> = Vec::with_capacity(m);
-            for (row, q_norm) in q_norms.iter().enumerate() {
-                let span = row * m..(row + 1) * m;
-                let tol = gamma * (q_norm + r_norm_max).powi(2);
-                let kth = f64::from(vals[row * m + k_search - 1]);
-                let last = f64::from(vals[row * m + m - 1]);
-                pairs.clear();
-                if m == nr || last > kth + 2.0 * tol {
-                    // Every item outside the candidates is strictly farther than k_search of them.
-                    pairs.extend(
-                        exact[span.clone()]
-                            .iter()
-                            .copied()
-                            .zip(idx[span].iter().copied()),
-                    );
+            let mut cand: Vec<(f32, i64)> = Vec::with_capacity(m);
+            let mut exact_pairs: Vec<(f64, i64)> = Vec::with_capacity(m);
+            for row in 0..len {
+                let qi = start + row;
+                let q_norm = q_data[qi * dim..(qi + 1) * dim]
+                    .iter()
+                    .map(|x| f64::from(*x) * f64::from(*x))
+                    .sum::<f64>()
+                    .sqrt();
+                let tol2 = 2.0 * gamma * (q_norm + r_norm_max).powi(2);
+                cand.clear();
+                cand.extend(
+                    vals[row * m..(row + 1) * m]
+                        .iter()
+                        .copied()
+                        .zip(idx[row * m..(row + 1) * m].iter().copied()),
+                );
+                cand.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                let kth = f64::from(cand[k_search - 1].0);
+                let mut order: Vec<i64> = Vec::with_capacity(k_search);
+                if m == nr || f64::from(cand[m - 1].0) > kth + tol2 {
+                    // Items outside the candidates are provably farther than k_search of them.
+                    // Inside, f32 values further apart than tol2 are ordered truly; runs of
+                    // closer values are re-ranked by exact f64 distances (and index on ties).
+                    let limit = cand
+                        .iter()
+                        .position(|c| f64::from(c.0) > kth + tol2)
+                        .unwrap_or(m);
+                    let mut i = 0;
+                    while i < limit && order.len() < k_search {
+                        let mut j = i + 1;
+                        while j < limit && f64::from(cand[j].0) - f64::from(cand[j - 1].0) <= tol2 {
+                            j += 1;
+                        }
+                        if j - i == 1 {
+                            order.push(cand[i].1);
+                        } else {
+                            exact_pairs.clear();
+                            exact_pairs
+                                .extend(cand[i..j].iter().map(|c| (exact(qi, c.1 as usize), c.1)));
+                            exact_pairs.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                            order.extend(exact_pairs.iter().map(|p| p.1));
+                        }
+                        i = j;
+                    }
                 } else {
                     fallback_rows += 1;
-                    exact_row(&r64, &r64_sq, &qb64.get(row as i64), k_search, &mut pairs)?;
+                    exact_pairs.clear();
+                    exact_pairs.extend((0..nr).map(|ri| (exact(qi, ri), ri as i64)));
+                    let cmp =
+                        |a: &(f64, i64), b: &(f64, i64)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
+                    if k_search < nr {
+                        exact_pairs.select_nth_unstable_by(k_search, cmp);
+                    }
+                    exact_pairs.truncate(k_search);
+                    exact_pairs.sort_by(cmp);
+                    order.extend(exact_pairs.iter().map(|p| p.1));
                 }
-                pairs.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-                pairs.truncate(k_search);
+                order.truncate(k_search);
                 if reference_includes_query {
-                    let me = (start + row) as i64;
-                    match pairs.iter().position(|p| p.1 == me) {
+                    match order.iter().position(|&p| p == qi as i64) {
                         Some(pos) => {
-                            pairs.remove(pos);
+                            order.remove(pos);
                         }
                         None => {
-                            pairs.pop();
+                            order.pop();
                         }
                     }
                 }
-                indices.extend(pairs[..k].iter().map(|p| p.1));
+                indices.extend_from_slice(&order[..k]);
             }
         }
         on_block(&KnnBlock {
@@ -183,34 +218,12 @@ pub fn blocked_knn(
             rows: len,
             k,
             indices: &indices,
-            all_distances: &d,
+            partial_distances: &partial,
+            query_sq_norms: &q_sq,
             fallback_rows,
         })?;
         start += len;
     }
-    Ok(())
-}
-
-/// The `k` nearest reference items of one query from a full f64 row (rows where the f32 screen
-/// cannot prove its candidates hold the answer: many near-ties, duplicates, huge norms). Uses the
-/// f64 expansion, whose rounding (about 1e-16 relative) is far below any f32 effect.
-fn exact_row(
-    r64: &Tensor,
-    r64_sq: &Tensor,
-    q64: &Tensor,
-    k: usize,
-    out: &mut Vec<(f64, i64)>,
-) -> Result<()> {
-    let q_sq = f64::try_from(q64.square().sum(Kind::Double))?;
-    let d = (r64.mv(q64) * -2.0 + r64_sq + q_sq).clamp_min(0.0);
-    let d: Vec<f64> = Vec::try_from(d)?;
-    let mut all: Vec<(f64, i64)> = d.into_iter().zip(0i64..).collect();
-    let cmp = |a: &(f64, i64), b: &(f64, i64)| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1));
-    if k < all.len() {
-        all.select_nth_unstable_by(k, cmp);
-        all.truncate(k);
-    }
-    out.extend(all);
     Ok(())
 }
 
@@ -372,11 +385,10 @@ mod tests {
     fn byte_budget_splits_into_blocks() {
         let q = Tensor::randn([30, 4], (Kind::Float, Device::Cpu));
         let mut blocks = 0;
-        // Per row the f64 candidates dominate here: 8 bytes x 4 dims x 30 candidates (k + 32
-        // margin, capped at the 30 reference rows); 7 rows per block.
+        // 4 bytes x 30 reference columns x 7 rows per block.
         let blocking = Blocking {
             rows: None,
-            block_bytes: 8 * 4 * 30 * 7,
+            block_bytes: 4 * 30 * 7,
         };
         blocked_knn(&q, &q, 2, true, blocking, |b| {
             assert!(b.rows <= 7);

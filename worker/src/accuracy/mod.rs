@@ -258,7 +258,7 @@ pub fn get_accuracy(
             }
             if let Some(h) = fnmr.as_mut() {
                 let ql = query_label_tensor.narrow(0, b.start as i64, b.rows as i64);
-                h.add_block(b.all_distances, &ql, b.start)?;
+                h.add_block(&(b.partial_distances + b.query_sq_norms), &ql, b.start)?;
             }
             Ok(())
         })?;
