@@ -15,7 +15,7 @@ clustering=${4:-}
 py=${PYTHON:-/tmp/evalvenv/bin/python}
 target=${CARGO_TARGET_DIR:-$here/../../../target}
 out=${OUT:-/tmp/evalbench_${N}_${D}_${C}}
-"$py" "$here/gen_embeddings.py" "$N" "$D" "$C" "$out"
+"$py" "$here/gen_embeddings.py" "$N" "$D" "$C" "$out" "${NOISE:-1.5}"
 metrics=(--exclude NMI,AMI)
 [[ "$clustering" == --with-clustering ]] && metrics=()
 /usr/bin/time -v "$target/release/metricbench" eval-embeddings --embeddings "$out/e.npy" \

@@ -8,7 +8,7 @@
 //!    the row constant `|q|²` does not change the ranking), and the `k + margin` smallest per row
 //!    (a sampled threshold and one scan, on all cores; faster than `topk`).
 //! 2. Proof: the f32 expansion's rounding error of a pair is at most γ·(|q| + |r|)² (γ = Higham's
-//!    γ_{d+2}). If the last candidate's f32 distance exceeds the k-th's by more than twice that,
+//!    γ_{d+4}). If the last candidate's f32 distance exceeds the k-th's by more than twice that,
 //!    no item outside the candidates can be among the true k nearest.
 //! 3. Re-rank: candidates whose f32 values are further apart than twice the bound are already in
 //!    their true order; runs of closer values (including exact ties) get exact f64 distances from
@@ -37,12 +37,12 @@ pub struct KnnBlock<'a> {
     pub k: usize,
     /// Row-major `rows x k` reference indices, nearest first.
     pub indices: &'a [i64],
-    /// The block's `rows x n_reference` matrix of `|r|² - 2 q·r` (float32): squared distances minus
-    /// the row constant `query_sq_norms`, for metrics that need every pair (fnmr@fmr). Self pairs
-    /// are still present.
-    pub partial_distances: &'a Tensor,
-    /// `rows x 1` squared norms of the block's queries.
-    pub query_sq_norms: &'a Tensor,
+    /// With `Blocking::keep_distances`: the block's `rows x n_reference` matrix of
+    /// `|r|² - 2 q·r` (float32), i.e. squared distances minus the row constant `query_sq_norms`,
+    /// for metrics that need every pair (fnmr@fmr). Self pairs are still present.
+    pub partial_distances: Option<&'a Tensor>,
+    /// `rows x 1` squared norms of the block's queries (with `partial_distances`).
+    pub query_sq_norms: Option<&'a Tensor>,
     /// Query rows so far that needed the full-row f64 fallback (diagnostics).
     pub fallback_rows: usize,
 }
@@ -50,9 +50,12 @@ pub struct KnnBlock<'a> {
 /// How the search is split into blocks.
 #[derive(Debug, Clone, Copy)]
 pub struct Blocking {
-    /// Query rows per block; `None` derives it from `block_bytes`.
+    /// Query rows per block (tile side in the symmetric self path); `None` derives it from
+    /// `block_bytes`.
     pub rows: Option<usize>,
     pub block_bytes: usize,
+    /// The callback needs every pair's distance (fnmr@fmr): full-row blocks, no symmetric path.
+    pub keep_distances: bool,
 }
 
 impl Default for Blocking {
@@ -60,6 +63,7 @@ impl Default for Blocking {
         Blocking {
             rows: None,
             block_bytes: DEFAULT_BLOCK_BYTES,
+            keep_distances: false,
         }
     }
 }
@@ -113,9 +117,11 @@ pub fn blocked_knn(
         .view([1, nr as i64]);
     let r_norm_max = f64::from(f32::try_from(r_sq.max())?).sqrt();
     // Rigorous bound on the f32 screen's rounding error for a pair (q, r) (Higham's γ_n for an
-    // n-term dot product, n = dim + 2): |err| <= γ (|q| + |r|)².
+    // n-term sum, n = dim + 4: the dot product, |r|², and the two extra additions of the
+    // symmetric path's transposed values): |err| <= γ (|q| + |r|)².
     let unit = f64::from(f32::EPSILON) / 2.0;
-    let gamma = (dim as f64 + 2.0) * unit / (1.0 - (dim as f64 + 2.0) * unit);
+    let terms = dim as f64 + 4.0;
+    let gamma = terms * unit / (1.0 - terms * unit);
     let ranker = RowRanker {
         q_data,
         r_data: &r_data,
@@ -129,13 +135,21 @@ pub fn blocked_knn(
         r_norm_max,
         reference_includes_query,
     };
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    if reference_includes_query
+        && !blocking.keep_distances
+        && k_search > 0
+        && nq == nr
+        && q.data_ptr() == r.data_ptr()
+    {
+        return symmetric_self_knn(&q, &r_sq, &ranker, blocking, threads, on_block);
+    }
     let rows_per_block = blocking
         .rows
         .unwrap_or_else(|| blocking.block_bytes / (4 * nr).max(1))
         .clamp(1, nq);
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
 
     let mut indices = Vec::new();
     let mut fallback_rows = 0usize;
@@ -196,8 +210,8 @@ pub fn blocked_knn(
             rows: len,
             k,
             indices: &indices,
-            partial_distances: &partial,
-            query_sq_norms: &q_sq,
+            partial_distances: Some(&partial),
+            query_sq_norms: Some(&q_sq),
             fallback_rows,
         })?;
         start += len;
@@ -287,6 +301,21 @@ impl RowRanker<'_> {
 
     /// Appends query `qi`'s `k` neighbours to `out`; returns whether the full-row fallback ran.
     fn rank(&self, values: &[f32], qi: usize, s: &mut Scratch, out: &mut Vec<i64>) -> bool {
+        let mut cand = std::mem::take(&mut s.cand);
+        self.candidates(values, &mut cand);
+        let fallback = self.rank_candidates(&cand, qi, s, out);
+        s.cand = cand;
+        fallback
+    }
+
+    /// As `rank`, from the row's `m` smallest screened (value, index) pairs, sorted.
+    fn rank_candidates(
+        &self,
+        cand: &[(f32, i64)],
+        qi: usize,
+        s: &mut Scratch,
+        out: &mut Vec<i64>,
+    ) -> bool {
         let (k_search, m) = (self.k_search, self.m);
         let q_norm = self.q_data[qi * self.dim..(qi + 1) * self.dim]
             .iter()
@@ -294,8 +323,6 @@ impl RowRanker<'_> {
             .sum::<f64>()
             .sqrt();
         let tol2 = 2.0 * self.gamma * (q_norm + self.r_norm_max).powi(2);
-        self.candidates(values, &mut s.cand);
-        let cand = &s.cand;
         let kth = f64::from(cand[k_search - 1].0);
         s.order.clear();
         let fallback = !(m == self.nr || f64::from(cand[m - 1].0) > kth + tol2);
@@ -353,6 +380,214 @@ impl RowRanker<'_> {
         out.extend_from_slice(&s.order[..self.k]);
         fallback
     }
+}
+
+/// Running selection of one row's `m` smallest (value, index) pairs over column tiles.
+#[derive(Default)]
+struct RowState {
+    cand: Vec<(f32, i64)>,
+    /// The m-th smallest value so far (+inf until m are known); larger values cannot enter.
+    threshold: Option<f32>,
+}
+
+impl RowState {
+    fn feed(&mut self, values: &[f32], first_col: i64, m: usize) {
+        let limit = self.threshold.unwrap_or(f32::INFINITY);
+        let mut limit = limit;
+        for (v, j) in values.iter().zip(first_col..) {
+            if *v <= limit {
+                self.cand.push((*v, j));
+                if self.cand.len() >= 4 * m.max(8) {
+                    self.compact(m);
+                    limit = self.threshold.unwrap_or(f32::INFINITY);
+                }
+            }
+        }
+    }
+
+    fn compact(&mut self, m: usize) {
+        if self.cand.len() > m {
+            self.cand.select_nth_unstable_by(m - 1, by_value_then_index);
+            self.cand.truncate(m);
+        }
+        if self.cand.len() == m {
+            self.threshold = self.cand.iter().map(|c| c.0).reduce(f32::max);
+        }
+    }
+}
+
+/// Feeds `rows x width` values (row-major) to the matching row states, rows split over threads.
+fn feed_rows(
+    states: &mut [RowState],
+    values: &[f32],
+    width: usize,
+    first_col: i64,
+    m: usize,
+    threads: usize,
+) {
+    let per_thread = states.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        for (chunk, rows) in states
+            .chunks_mut(per_thread)
+            .zip(values.chunks(per_thread * width))
+        {
+            scope.spawn(move || {
+                for (state, row) in chunk.iter_mut().zip(rows.chunks(width)) {
+                    state.feed(row, first_col, m);
+                }
+            });
+        }
+    });
+}
+
+/// Feeds the rows of J from an `il x jl` tile of rows of I (row-major): row j's value for column
+/// i is `tile[i][j] - sq_j[j] + sq_i[i]`. Each thread owns a range of J rows and walks the tile
+/// row by row, reading contiguous segments.
+fn feed_transposed(
+    states: &mut [RowState],
+    tile: &[f32],
+    (il, jl): (usize, usize),
+    (sq_i, sq_j): (&[f32], &[f32]),
+    first_col: i64,
+    m: usize,
+    threads: usize,
+) {
+    let per_thread = jl.div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        for (c, chunk) in states.chunks_mut(per_thread).enumerate() {
+            let j_start = c * per_thread;
+            scope.spawn(move || {
+                let mut limits: Vec<f32> = chunk
+                    .iter()
+                    .map(|s| s.threshold.unwrap_or(f32::INFINITY))
+                    .collect();
+                for i in 0..il {
+                    let row = &tile[i * jl + j_start..i * jl + j_start + chunk.len()];
+                    let add = sq_i[i];
+                    for (r, &v) in row.iter().enumerate() {
+                        let value = (v - sq_j[j_start + r]) + add;
+                        if value <= limits[r] {
+                            let state = &mut chunk[r];
+                            state.cand.push((value, first_col + i as i64));
+                            if state.cand.len() >= 4 * m.max(8) {
+                                state.compact(m);
+                                limits[r] = state.threshold.unwrap_or(f32::INFINITY);
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// Self-evaluation (the reference is the query set): the distance matrix is symmetric, so it is
+/// computed in square tiles (I, J) with J >= I only, each tile serving the rows of I directly and
+/// the rows of J through its transpose: about half the matmul work of the row-block path. Every
+/// row keeps a running selection of its `m` smallest screened values; a row tile is ranked (same
+/// proof and exact re-ranking as the row-block path) once all its tiles have been seen.
+fn symmetric_self_knn(
+    x: &Tensor,
+    sq: &Tensor,
+    ranker: &RowRanker,
+    blocking: Blocking,
+    threads: usize,
+    mut on_block: impl FnMut(&KnnBlock) -> Result<()>,
+) -> Result<()> {
+    let n = x.size()[0] as usize;
+    let m = ranker.m;
+    let side = blocking
+        .rows
+        .unwrap_or_else(|| ((blocking.block_bytes / 4) as f64).sqrt() as usize)
+        .clamp(1, n);
+    let tiles = n.div_ceil(side);
+    let span = |t: usize| (t * side, side.min(n - t * side));
+    let xt_m2 = x.transpose(0, 1).contiguous() * -2.0;
+    let sq_host: Vec<f32> = Vec::try_from(sq.view([-1]))?;
+    let mut states: Vec<RowState> = (0..n).map(|_| RowState::default()).collect();
+    let mut indices = Vec::new();
+    let mut fallback_rows = 0usize;
+    for ti in 0..tiles {
+        let (i0, il) = span(ti);
+        let xi = x.narrow(0, i0 as i64, il as i64);
+        for tj in ti..tiles {
+            let (j0, jl) = span(tj);
+            // Rows of I against columns of J: |x_j|² - 2 x_i·x_j, one addmm.
+            let tile = sq
+                .narrow(1, j0 as i64, jl as i64)
+                .addmm(&xi, &xt_m2.narrow(1, j0 as i64, jl as i64))
+                .contiguous();
+            anyhow::ensure!(
+                tile.kind() == Kind::Float && tile.numel() == il * jl,
+                "internal: unexpected tile"
+            );
+            // SAFETY: `tile` is a contiguous CPU float32 tensor of il * jl elements, alive and
+            // unmodified while this slice is used (until the end of this iteration).
+            let values: &[f32] =
+                unsafe { std::slice::from_raw_parts(tile.data_ptr() as *const f32, il * jl) };
+            feed_rows(&mut states[i0..i0 + il], values, jl, j0 as i64, m, threads);
+            if tj != ti {
+                // Rows of J against columns of I from the same tile, read column-wise:
+                // (|x_j|² - 2 x_i·x_j) - |x_j|² + |x_i|².
+                feed_transposed(
+                    &mut states[j0..j0 + jl],
+                    values,
+                    (il, jl),
+                    (&sq_host[i0..i0 + il], &sq_host[j0..j0 + jl]),
+                    i0 as i64,
+                    m,
+                    threads,
+                );
+            }
+        }
+        // Row tile I has seen every column: rank its rows.
+        let per_thread = il.div_ceil(threads).max(1);
+        let parts: Vec<(Vec<i64>, usize)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = states[i0..i0 + il]
+                .chunks_mut(per_thread)
+                .enumerate()
+                .map(|(c, chunk)| {
+                    scope.spawn(move || {
+                        let mut out = Vec::with_capacity(chunk.len() * ranker.k);
+                        let mut scratch = Scratch::default();
+                        let mut fallbacks = 0;
+                        for (r, state) in chunk.iter_mut().enumerate() {
+                            state.compact(m);
+                            state.cand.sort_by(by_value_then_index);
+                            let qi = i0 + c * per_thread + r;
+                            fallbacks += usize::from(ranker.rank_candidates(
+                                &state.cand,
+                                qi,
+                                &mut scratch,
+                                &mut out,
+                            ));
+                            *state = RowState::default();
+                        }
+                        (out, fallbacks)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("kNN worker thread panicked"))
+                .collect()
+        });
+        indices.clear();
+        for (part, fallbacks) in parts {
+            indices.extend_from_slice(&part);
+            fallback_rows += fallbacks;
+        }
+        on_block(&KnnBlock {
+            start: i0,
+            rows: il,
+            k: ranker.k,
+            indices: &indices,
+            partial_distances: None,
+            query_sq_norms: None,
+            fallback_rows,
+        })?;
+    }
+    Ok(())
 }
 
 /// Every query's neighbour list (tests).
@@ -451,6 +686,21 @@ mod tests {
                     naive(&q, &qr, k, true),
                     "self rows {rows} k {k}"
                 );
+                // The query set as its own reference: the symmetric tile path (tile side `rows`),
+                // and the row-block path when every pair's distance is kept.
+                if k < 37 {
+                    let want = naive(&q, &q, k, true);
+                    assert_eq!(
+                        knn_lists(&q, &q, k, true, blocking).unwrap(),
+                        want,
+                        "symmetric rows {rows} k {k}"
+                    );
+                    let rowwise = Blocking {
+                        keep_distances: true,
+                        ..blocking
+                    };
+                    assert_eq!(knn_lists(&q, &q, k, true, rowwise).unwrap(), want);
+                }
             }
         }
         // Continuous data in 16 dimensions: no ties, so the float32 expansion must reproduce the
@@ -504,6 +754,10 @@ mod tests {
                     knn_lists(&q, &qr, k, true, blocking).unwrap(),
                     naive(&q, &qr, k, true)
                 );
+                assert_eq!(
+                    knn_lists(&qr, &qr, k, true, blocking).unwrap(),
+                    naive(&qr, &qr, k, true)
+                );
             }
         }
     }
@@ -545,19 +799,30 @@ mod tests {
     #[test]
     fn byte_budget_splits_into_blocks() {
         let q = Tensor::randn([30, 4], (Kind::Float, Device::Cpu));
-        let mut blocks = 0;
-        // 4 bytes x 30 reference columns x 7 rows per block.
-        let blocking = Blocking {
-            rows: None,
-            block_bytes: 4 * 30 * 7,
+        let count_blocks = |blocking: Blocking, max_rows: usize| {
+            let mut blocks = 0;
+            blocked_knn(&q, &q, 2, true, blocking, |b| {
+                assert!(b.rows <= max_rows);
+                blocks += 1;
+                Ok(())
+            })
+            .unwrap();
+            blocks
         };
-        blocked_knn(&q, &q, 2, true, blocking, |b| {
-            assert!(b.rows <= 7);
-            blocks += 1;
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(blocks, 5);
+        // Row blocks: 4 bytes x 30 reference columns x 7 rows per block.
+        let budget = 4 * 30 * 7;
+        let rowwise = Blocking {
+            rows: None,
+            block_bytes: budget,
+            keep_distances: true,
+        };
+        assert_eq!(count_blocks(rowwise, 7), 5);
+        // Symmetric self path: square tiles of side sqrt(budget / 4) = 14.
+        let symmetric = Blocking {
+            keep_distances: false,
+            ..rowwise
+        };
+        assert_eq!(count_blocks(symmetric, 14), 3);
     }
 
     #[test]

@@ -230,7 +230,11 @@ pub fn get_accuracy(
     if need_knn && k_search > 0 {
         let query_label_tensor = Tensor::from_slice(query_labels);
         let mut rel = Vec::with_capacity(k_search);
-        blocked_knn(query, reference, k_search, riq, settings.blocking, |b| {
+        let blocking = Blocking {
+            keep_distances: fnmr.is_some(),
+            ..settings.blocking
+        };
+        blocked_knn(query, reference, k_search, riq, blocking, |b| {
             out.knn_fallback_rows = b.fallback_rows;
             for row in 0..b.rows {
                 let qi = b.start + row;
@@ -256,9 +260,11 @@ pub fn get_accuracy(
                     }
                 }
             }
-            if let Some(h) = fnmr.as_mut() {
+            if let (Some(h), Some(partial), Some(q_sq)) =
+                (fnmr.as_mut(), b.partial_distances, b.query_sq_norms)
+            {
                 let ql = query_label_tensor.narrow(0, b.start as i64, b.rows as i64);
-                h.add_block(&(b.partial_distances + b.query_sq_norms), &ql, b.start)?;
+                h.add_block(&(partial + q_sq), &ql, b.start)?;
             }
             Ok(())
         })?;
