@@ -68,22 +68,26 @@ fn assign(x: &Tensor, centroids: &Tensor, block_bytes: usize) -> (Tensor, f64) {
     (Tensor::cat(&parts, 0), inertia)
 }
 
-/// k-means++ seeding (Arthur & Vassilvitskii 2007) with a seeded ChaCha RNG.
+/// k-means++ seeding (Arthur & Vassilvitskii 2007) with a seeded ChaCha RNG. Distances to each
+/// new centre come from one matrix-vector product (`|x|² + |c|² - 2 x·c`), since the seeding makes
+/// one pass over the data per centre.
 fn plus_plus_init(x: &Tensor, k: usize, rng: &mut ChaCha8Rng) -> Result<Tensor> {
     let n = x.size()[0] as usize;
+    let x_sq = x.square().sum_dim_intlist(&[1i64][..], false, Kind::Float);
+    let x_sq_host: Vec<f32> = Vec::try_from(&x_sq)?;
+    let to_centre =
+        |i: usize| (&x_sq - x.mv(&x.get(i as i64)) * 2.0 + f64::from(x_sq_host[i])).clamp_min(0.0);
     let mut chosen = vec![rng.random_range(0..n) as i64];
-    let mut min_d =
-        (x - x.get(chosen[0]))
-            .square()
-            .sum_dim_intlist(&[1i64][..], false, Kind::Double);
+    let mut min_d = to_centre(chosen[0] as usize);
     while chosen.len() < k {
-        let weights: Vec<f64> = Vec::try_from(&min_d)?;
-        let total: f64 = weights.iter().sum();
+        let weights: Vec<f32> = Vec::try_from(&min_d)?;
+        let total: f64 = weights.iter().map(|&w| f64::from(w)).sum();
         let next = if total > 0.0 {
             let mut target = rng.random::<f64>() * total;
             let mut pick = n - 1;
             for (i, w) in weights.iter().enumerate() {
-                if target < *w {
+                let w = f64::from(*w);
+                if target < w {
                     pick = i;
                     break;
                 }
@@ -95,10 +99,7 @@ fn plus_plus_init(x: &Tensor, k: usize, rng: &mut ChaCha8Rng) -> Result<Tensor> 
             rng.random_range(0..n)
         };
         chosen.push(next as i64);
-        let d = (x - x.get(next as i64))
-            .square()
-            .sum_dim_intlist(&[1i64][..], false, Kind::Double);
-        min_d = min_d.minimum(&d);
+        min_d = min_d.minimum(&to_centre(next));
     }
     Ok(x.index_select(0, &Tensor::from_slice(&chosen)))
 }
