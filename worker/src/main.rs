@@ -6,10 +6,12 @@ mod accuracy;
 mod datasets;
 mod distances;
 mod errors;
+mod eval_cli;
 mod events;
 mod losses;
 mod miners;
 mod models;
+mod npy;
 mod optimizers;
 #[cfg(test)]
 mod parity_tests;
@@ -29,8 +31,9 @@ use metricbench::protocol::{Action, ErrorKind, Event, Job, PROTOCOL_VERSION};
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: metricbench-worker    (reads one protocol-v1 job line on stdin)\n\
-                     \x20      metricbench-worker --version\n\
-                     \x20      metricbench-worker components [--format table|json]";
+                     \x20      metricbench-worker components [--format table|json]\n\
+                     \x20      metricbench-worker eval-embeddings --embeddings E.npy --labels L.npy ...\n\
+                     \x20      metricbench-worker --version";
 
 fn fail(kind: ErrorKind, message: String) -> ExitCode {
     eprintln!("error ({kind}): {message}");
@@ -73,6 +76,15 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Some("components") => return components(&args[1..]),
+        Some("eval-embeddings") => {
+            return match eval_cli::run(&args[1..]) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error ({}): {e:#}", kind_of(&e));
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Some(other) => {
             eprintln!("unknown argument `{other}`\n{USAGE}");
             return ExitCode::from(2);

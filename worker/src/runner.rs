@@ -12,7 +12,7 @@ use crate::records::{cell, CsvTable};
 use crate::samplers;
 use crate::spec::Config;
 use crate::splits::{self, class_ranges, CrossValidation, SplitScheme};
-use crate::testers::{evaluate_split, EvalSettings};
+use crate::testers::{evaluate_splits, EvalSettings};
 use anyhow::{Context, Result};
 use metricbench::protocol::{metric_value, Event, FoldResult, Job, Metrics, Objective};
 use rand::SeedableRng;
@@ -372,17 +372,18 @@ fn train_fold(
                         trunk_only: bool,
                         best: &mut Option<(i64, f64, Metrics)>|
      -> Result<()> {
+        let mut all_metrics = evaluate_splits(
+            fold.dataset,
+            &scheme.splits,
+            splits_to_eval,
+            settings.label_level,
+            &fold.trunk,
+            (!trunk_only && !settings.eval.use_trunk_output).then_some(&fold.embedder),
+            &settings.eval,
+            device,
+        )?;
         for split in splits_to_eval {
-            let idx = scheme.split(split).expect("checked in train()");
-            let metrics = evaluate_split(
-                fold.dataset,
-                idx,
-                settings.label_level,
-                &fold.trunk,
-                (!trunk_only && !settings.eval.use_trunk_output).then_some(&fold.embedder),
-                &settings.eval,
-                device,
-            )?;
+            let metrics = all_metrics.remove(split).unwrap_or_default();
             let primary = metrics
                 .get(&settings.primary_metric)
                 .copied()
@@ -405,8 +406,9 @@ fn train_fold(
                 *best = Some((epoch, primary, json.clone()));
             }
             let table_name = format!(
-                "accuracies_{}_GlobalEmbeddingSpaceTester_level_{}_{}",
+                "accuracies_{}_{}_level_{}_{}",
                 settings.eval.table_tag(),
+                settings.eval.tester_name(),
                 settings.label_level,
                 split.to_uppercase()
             );
