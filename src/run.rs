@@ -1,10 +1,12 @@
 //! `metricbench run`: one experiment, trained and evaluated by one worker process.
 
+use crate::args::{as_string, CommonArgs};
 use crate::cli_values::CliValue;
-use crate::config::{self, Selection, CATEGORIES};
+use crate::config::{self, Merged, Selection};
 use crate::executor::{self, JobOutcome};
 use crate::experiment;
 use crate::protocol::{Action, Event, Job, ResumeFrom, PROTOCOL_VERSION};
+use crate::search_space::{Assignment, SearchSpace};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_yaml::Value;
@@ -36,102 +38,54 @@ pub struct RunArgs {
     pub mode: Mode,
 }
 
-fn as_string(cv: &CliValue) -> Result<String> {
-    match &cv.value {
-        Value::String(s) => Ok(s.clone()),
-        Value::Number(n) => Ok(n.to_string()),
-        other => bail!(
-            "--{} expects a single word, got {}",
-            cv.key,
-            config::kind_name(other)
-        ),
-    }
-}
-
-fn as_names(cv: &CliValue) -> Result<Vec<String>> {
-    match &cv.value {
-        Value::Sequence(items) => items
-            .iter()
-            .map(|v| match v {
-                Value::String(s) => Ok(s.clone()),
-                other => bail!(
-                    "--{} expects config file names, got {}",
-                    cv.key,
-                    config::kind_name(other)
-                ),
-            })
-            .collect(),
-        _ => Ok(vec![as_string(cv)?]),
-    }
-}
-
-/// The config folder used when `--root_config_folder` is not given: `./configs`, else the shipped
-/// configs of the source tree this binary was built from.
-fn default_config_folder() -> PathBuf {
-    let local = PathBuf::from("configs");
-    if local.is_dir() {
-        return local;
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs")
-}
-
 impl RunArgs {
-    /// Splits parsed `--KEY VALUE` pairs into tool flags and config overrides. Config category lists
-    /// accept several shell words: `--config_general default with_cars196`.
+    /// Splits parsed `--KEY VALUE` pairs into tool flags and config overrides (see
+    /// [`CommonArgs::from_tokens`]). Config category lists accept several shell words:
+    /// `--config_general default with_cars196`.
     pub fn from_tokens(tokens: &[String]) -> Result<RunArgs> {
-        let (category_lists, rest) = split_category_lists(tokens);
-        let values = crate::cli_values::parse(&rest)?;
-        let mut name = None;
-        let mut root_experiment_folder = PathBuf::from("experiments");
-        let mut dataset_root = PathBuf::from("datasets");
-        let mut root_config_folder = None;
-        let mut overrides = Vec::new();
+        let common = CommonArgs::from_tokens(tokens)?;
+        let experiment_name = common.require_experiment_name()?.to_string();
         let mut modes = Vec::new();
-        for cv in values {
-            match cv.key.as_str() {
-                "resume_training" => match &cv.value {
+        for flag in &common.tool_flags {
+            match flag.key.as_str() {
+                "resume_training" => match &flag.value {
                     Value::Bool(false) => {}
                     Value::Bool(true) => modes.push(Mode::Resume(ResumeFrom::Latest)),
-                    Value::String(s) if s == "latest" => modes.push(Mode::Resume(ResumeFrom::Latest)),
+                    Value::String(s) if s == "latest" => {
+                        modes.push(Mode::Resume(ResumeFrom::Latest))
+                    }
                     Value::String(s) if s == "best" => modes.push(Mode::Resume(ResumeFrom::Best)),
                     other => bail!(
                         "--resume_training takes latest or best (or nothing, meaning latest), got {}",
                         serde_yaml::to_string(other).unwrap_or_default().trim()
                     ),
                 },
-                "evaluate" => match &cv.value {
+                "evaluate" => match &flag.value {
                     Value::Bool(true) => modes.push(Mode::Evaluate),
                     Value::Bool(false) => {}
                     _ => bail!("--evaluate is a flag and takes no value (or true/false)"),
                 },
-                "reproduce_results" => modes.push(Mode::Reproduce(as_string(&cv)?.into())),
-                "experiment_name" => name = Some(as_string(&cv)?),
-                "root_experiment_folder" => root_experiment_folder = as_string(&cv)?.into(),
-                "dataset_root" => dataset_root = as_string(&cv)?.into(),
-                "root_config_folder" => root_config_folder = Some(PathBuf::from(as_string(&cv)?)),
-                k if k.starts_with("config_") => {
-                    let names = as_names(&cv)?;
-                    // Validated below against the category list.
-                    overrides.push(CliValue {
-                        key: k.to_string(),
-                        value: Value::Sequence(names.into_iter().map(Value::String).collect()),
-                    });
+                "reproduce_results" => modes.push(Mode::Reproduce(as_string(flag)?.into())),
+                other => {
+                    let why = match other {
+                        "bayes_opt_iters"
+                        | "bayesian_optimization_n_iter"
+                        | "parallel"
+                        | "reproductions"
+                        | "executor" => "it is an option of `metricbench tune`",
+                        "format" => "it is an option of `metricbench config`",
+                        "evaluate_ensemble" => {
+                            "`run --evaluate` evaluates the ensemble on the test split when \
+                             meta_testing_method is set"
+                        }
+                        "merge_argparse_when_resuming" => {
+                            "`run --resume_training` always merges the command-line values into \
+                             the saved configs"
+                        }
+                        _ => "this version of `run` does not handle it",
+                    };
+                    bail!("--{other} cannot be used with `metricbench run`: {why}");
                 }
-                _ => overrides.push(cv),
-            }
-        }
-        let experiment_name = name.context(
-            "--experiment_name is required (the experiment's folder name inside --root_experiment_folder)",
-        )?;
-        let mut selection =
-            Selection::defaults(root_config_folder.unwrap_or_else(default_config_folder));
-        let mut config_overrides = Vec::new();
-        for cv in overrides.into_iter().chain(category_lists) {
-            if cv.key.starts_with("config_") {
-                let names = as_names(&cv)?;
-                selection.set(&cv.key, names)?;
-            } else {
-                config_overrides.push(cv);
             }
         }
         if modes.len() > 1 {
@@ -141,45 +95,62 @@ impl RunArgs {
         }
         Ok(RunArgs {
             experiment_name,
-            root_experiment_folder,
-            dataset_root,
-            selection,
-            overrides: config_overrides,
+            root_experiment_folder: common.root_experiment_folder,
+            dataset_root: common.dataset_root,
+            selection: common.selection,
+            overrides: common.overrides,
             mode: modes.pop().unwrap_or(Mode::New),
         })
     }
 }
 
-/// Pulls `--config_<category> a b c` out of the token list (several plain words are a list here,
-/// unlike any other flag), leaving the other tokens for the YAML value parser.
-fn split_category_lists(tokens: &[String]) -> (Vec<CliValue>, Vec<String>) {
-    let mut lists = Vec::new();
-    let mut rest = Vec::new();
-    let mut i = 0;
-    while i < tokens.len() {
-        let t = &tokens[i];
-        let is_category = t
-            .strip_prefix("--")
-            .is_some_and(|k| CATEGORIES.contains(&k));
-        let next_is_list = tokens.get(i + 1).is_some_and(|n| n.starts_with('['));
-        if is_category && !next_is_list {
-            let key = t[2..].to_string();
-            let mut names = Vec::new();
-            i += 1;
-            while i < tokens.len() && !tokens[i].starts_with("--") {
-                names.push(Value::String(tokens[i].clone()));
-                i += 1;
-            }
-            lists.push(CliValue {
-                key,
-                value: Value::Sequence(names),
-            });
-        } else {
-            rest.push(t.clone());
-            i += 1;
-        }
+/// A plain run of a config with search keywords runs once at the parameters' midpoints (SPEC §3.5):
+/// returns the config with the keyword keys replaced (in every category, so the saved configs hold
+/// plain keys) and the midpoints used, if any.
+pub fn substitute_midpoints(merged: Merged) -> Result<(Merged, Option<Assignment>)> {
+    let space = SearchSpace::from_merged(&merged)?;
+    if space.is_empty() {
+        return Ok((merged, None));
     }
-    (lists, rest)
+    let midpoints = space.midpoints();
+    let substituted = space.substitute_merged(&merged, &midpoints)?;
+    Ok((substituted, Some(midpoints)))
+}
+
+/// The configs of a new experiment: the selected files and overrides, search keywords at their
+/// midpoints, every object spec naming one class.
+fn new_configs(args: &RunArgs) -> Result<Merged> {
+    let merged = config::load(&args.selection, &args.overrides)?;
+    let (merged, midpoints) = substitute_midpoints(merged)?;
+    // After substitution, so a ~CHOICE~ between object specs is checked too.
+    config::check_object_specs(&merged, &args.selection)?;
+    if let Some(mid) = &midpoints {
+        let shown: Vec<String> = mid.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+        eprintln!(
+            "note: the config defines {} search parameter(s); `run` trains once at the middle of \
+             each range (geometric middle for log scales, first choice for ~CHOICE~); use \
+             `metricbench tune` to search them:\n  {}",
+            mid.len(),
+            shown.join("\n  ")
+        );
+    }
+    Ok(merged)
+}
+
+/// Saved configs with this command line's values applied (resume, evaluate); the result must
+/// still name one class per object spec.
+fn saved_with_overrides(args: &RunArgs, saved: &Merged) -> Result<Merged> {
+    let mut merged = saved.clone();
+    config::apply_command_line(&mut merged, &args.overrides)?;
+    let (merged, midpoints) = substitute_midpoints(merged)?;
+    if midpoints.is_some() {
+        bail!(
+            "search keywords (~BAYESIAN~, ~CHOICE~, ...) cannot be given when resuming or \
+             evaluating an experiment; give plain values"
+        );
+    }
+    config::check_object_specs(&merged, &args.selection)?;
+    Ok(merged)
 }
 
 fn splits_to_eval(combined: &serde_yaml::Mapping) -> Result<Vec<String>> {
@@ -238,7 +209,7 @@ fn make_job(
 pub fn run(args: RunArgs) -> Result<JobOutcome> {
     match args.mode.clone() {
         Mode::New => {
-            let merged = config::load(&args.selection, &args.overrides)?;
+            let merged = new_configs(&args)?;
             let folder = experiment::new_experiment_folder(
                 &args.root_experiment_folder,
                 &args.experiment_name,
@@ -253,14 +224,21 @@ pub fn run(args: RunArgs) -> Result<JobOutcome> {
                 &args.experiment_name,
             )?;
             let saved = experiment::load_saved_configs(&folder)?;
-            let mut merged = saved.clone();
-            experiment::apply_overrides(&mut merged, &args.overrides);
-            let diffs = experiment::config_diff(&saved, &merged);
-            let epochs: Vec<i64> = experiment::latest_epochs(&folder)?
+            let merged = saved_with_overrides(&args, &saved)?;
+            let epochs: Vec<u64> = experiment::latest_epochs(&folder)?
                 .into_iter()
                 .map(|(_, e)| e)
                 .collect();
-            if let Some(dir) = experiment::write_config_diffs(&folder, &epochs, &diffs)? {
+            if epochs.is_empty() {
+                bail!(
+                    "{} has no fold folders with saved models yet; there is nothing to resume \
+                     (start it again without --resume_training)",
+                    folder.display()
+                );
+            }
+            if let Some(dir) =
+                experiment::save_resume_config_diffs(&folder, &epochs, &saved, &merged)?
+            {
                 eprintln!("config changes for this resume saved in {}", dir.display());
             }
             let (worker, job) = make_job(&args, &folder, &merged, Action::Train, Some(from), None)?;
@@ -271,8 +249,8 @@ pub fn run(args: RunArgs) -> Result<JobOutcome> {
                 &args.root_experiment_folder,
                 &args.experiment_name,
             )?;
-            let mut merged = experiment::load_saved_configs(&folder)?;
-            experiment::apply_overrides(&mut merged, &args.overrides);
+            let saved = experiment::load_saved_configs(&folder)?;
+            let merged = saved_with_overrides(&args, &saved)?;
             let (worker, job) = make_job(
                 &args,
                 &folder,
@@ -311,9 +289,9 @@ fn reproduce(args: &RunArgs, source: &Path) -> Result<JobOutcome> {
             source.display()
         );
     }
-    let mut merged = experiment::load_base_configs(source)?;
-    experiment::apply_overrides(&mut merged, &args.overrides);
-    let diffs = experiment::diff_folders(source)?;
+    let base = experiment::load_base_configs(source)?;
+    let mut merged = saved_with_overrides(args, &base)?;
+    let diffs = experiment::config_diff_folders(source)?;
     let folds: Vec<String> = experiment::latest_epochs(source)?
         .into_iter()
         .map(|(f, _)| f)
@@ -348,20 +326,17 @@ fn reproduce(args: &RunArgs, source: &Path) -> Result<JobOutcome> {
         run_job(args, &folder, &worker, &job)?;
         // Replay the resume: its diff joins the configs, and is saved like the original's.
         let name = diff_dir.file_name().expect("a folder name");
-        for (category, map) in merged.categories.iter_mut() {
+        for (category, _) in &merged.categories {
             let file = diff_dir.join(format!("{category}.yaml"));
             if file.is_file() {
-                let diff = config::read_yaml_map(&file)?;
                 let target = folder
                     .join("configs")
                     .join(name)
                     .join(format!("{category}.yaml"));
                 crate::fsutil::write_atomic(&target, &std::fs::read(&file)?)?;
-                for (k, v) in diff {
-                    map.insert(k, v);
-                }
             }
         }
+        experiment::apply_config_diff_folder(&mut merged, diff_dir)?;
         resume = Some(ResumeFrom::Latest);
     }
     let (worker, job) = make_job(args, &folder, &merged, Action::Train, resume, None)?;
@@ -588,5 +563,38 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("config_foo"));
+        let err = RunArgs::from_tokens(&toks("--experiment_name a --bayes_opt_iters 3"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--bayes_opt_iters") && err.contains("tune"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn plain_runs_use_midpoints_and_plain_keys() {
+        let m = |s: &str| -> serde_yaml::Mapping { serde_yaml::from_str(s).unwrap() };
+        let merged = Merged {
+            categories: vec![
+                ("config_general".into(), m("{seed: 0}")),
+                (
+                    "config_optimizers".into(),
+                    m("{optimizers: {t: {Adam: {lr~LOG_BAYESIAN~: [0.0001, 0.01], wd: 0}}}}"),
+                ),
+            ],
+        };
+        let (out, mid) = substitute_midpoints(merged.clone()).unwrap();
+        let mid = mid.unwrap();
+        assert_eq!(mid.len(), 1);
+        let lr = out.categories[1].1["optimizers"]["t"]["Adam"]["lr"]
+            .as_f64()
+            .unwrap();
+        assert!((lr - 0.001).abs() < 1e-12, "{lr}");
+        let text = serde_yaml::to_string(&out.categories[1].1).unwrap();
+        assert!(!text.contains('~'), "{text}");
+        let (same, none) = substitute_midpoints(out.clone()).unwrap();
+        assert!(none.is_none());
+        assert_eq!(same, out);
     }
 }

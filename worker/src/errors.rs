@@ -28,7 +28,7 @@ pub fn config_error(message: impl Into<String>) -> anyhow::Error {
     .into()
 }
 
-/// An error caused by dataset files or contents.
+/// Input data is missing or malformed (embeddings with NaN, label counts that do not match...).
 pub fn data_error(message: impl Into<String>) -> anyhow::Error {
     Failure {
         kind: ErrorKind::Data,

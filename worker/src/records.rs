@@ -292,6 +292,56 @@ impl IterationLog {
     }
 }
 
+/// `saved_csvs/loss_stats.csv`: per-iteration statistics of losses and miners, long format
+/// `iteration,component,stat,value` (the set of statistics varies by component). On resume, rows
+/// after the checkpoint's iteration are dropped as in [`IterationLog`].
+pub struct StatsLog {
+    file: std::io::BufWriter<std::fs::File>,
+}
+
+impl StatsLog {
+    pub fn open(folder: &Path, keep_through: u64) -> Result<Self> {
+        let path = folder.join("loss_stats.csv");
+        let mut kept = "iteration,component,stat,value\n".to_string();
+        if keep_through > 0 {
+            if let Ok(old) = std::fs::read_to_string(&path) {
+                for line in old.lines().skip(1) {
+                    let it = line.split(',').next().and_then(|v| v.parse::<u64>().ok());
+                    if it.is_some_and(|i| i <= keep_through) {
+                        kept.push_str(line);
+                        kept.push('\n');
+                    }
+                }
+            }
+        }
+        write_atomic(&path, kept.as_bytes())?;
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        Ok(StatsLog {
+            file: std::io::BufWriter::new(file),
+        })
+    }
+
+    pub fn record(
+        &mut self,
+        iteration: u64,
+        component: &str,
+        stats: &crate::reducers::Stats,
+    ) -> Result<()> {
+        for (k, v) in stats {
+            writeln!(self.file, "{iteration},{component},{k},{}", cell(*v))?;
+        }
+        Ok(())
+    }
+
+    pub fn flush(&mut self) -> Result<()> {
+        self.file.flush()?;
+        Ok(())
+    }
+}
+
 /// Formats a float for CSV (`nan` for NaN, as pandas writes it... and reads it back).
 pub fn cell(x: f64) -> String {
     if x.is_nan() {

@@ -11,7 +11,7 @@ use crate::models::{self, Model};
 use crate::records::{cell, row_value, CsvTable};
 use crate::spec::Config;
 use crate::splits::{self, class_ranges, CrossValidation, SplitScheme};
-use crate::testers::{evaluate_split, EvalSettings};
+use crate::testers::{evaluate_splits, EvalSettings};
 use crate::trainers::{self, base};
 use anyhow::{Context, Result};
 use metricbench::protocol::{metric_value, Action, Event, FoldResult, Job, Metrics, Objective};
@@ -56,11 +56,13 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Accuracy table of a split: `accuracies_normalized_compared_to_self_GlobalEmbeddingSpaceTester_level_0_VAL`.
+    /// Accuracy table of a split: `accuracies_normalized_compared_to_self_GlobalEmbeddingSpaceTester_level_0_VAL`
+    /// (the tester's name as configured).
     pub fn accuracy_table(&self, split: &str) -> String {
         format!(
-            "accuracies_{}_GlobalEmbeddingSpaceTester_level_{}_{}",
+            "accuracies_{}_{}_level_{}_{}",
             self.eval.table_tag(),
+            self.eval.tester_name(),
             self.label_level,
             split.to_uppercase()
         )
@@ -217,19 +219,22 @@ fn write_split_summary(folder: &Path, scheme: &SplitScheme, labels: &[i64]) -> R
     metricbench::fsutil::write_atomic(&folder.join("splits.yaml"), text.as_bytes())
 }
 
-/// The single place a tester is called: accuracies of `indices` embedded by trunk -> embedder (or the
-/// trunk alone when `embedder` is `None`).
+/// The single place a tester is called: accuracies of every split of `splits_to_eval` (by split
+/// name) embedded by trunk -> embedder (or the trunk alone when `embedder` is `None`); `splits` are
+/// the fold's splits, from which the tester takes its reference sets.
 pub fn evaluate_models(
     dataset: &dyn Dataset,
-    indices: &[usize],
+    splits: &[(String, Vec<usize>)],
+    splits_to_eval: &[String],
     settings: &Settings,
     trunk: &Model,
     embedder: Option<&Model>,
     device: Device,
-) -> Result<BTreeMap<String, f64>> {
-    evaluate_split(
+) -> Result<BTreeMap<String, BTreeMap<String, f64>>> {
+    evaluate_splits(
         dataset,
-        indices,
+        splits,
+        splits_to_eval,
         settings.label_level,
         trunk,
         embedder,
@@ -406,17 +411,17 @@ fn evaluate(job: &Job, p: &Prepared) -> Result<Event> {
         let (epoch, trunk, embedder) = p.best_models(&ctx)?;
         let mut records = base::Records::new(ctx.csv_folder());
         let mut reported = Metrics::new();
+        let mut all_metrics = evaluate_models(
+            p.dataset.as_ref(),
+            &ctx.scheme.splits,
+            &job.splits_to_eval,
+            &p.settings,
+            &trunk,
+            (!p.settings.eval.use_trunk_output).then_some(&embedder),
+            p.device,
+        )?;
         for split in &job.splits_to_eval {
-            let idx = ctx.scheme.split(split).expect("checked in prepare");
-            let embedder = (!p.settings.eval.use_trunk_output).then_some(&embedder);
-            let metrics = evaluate_models(
-                p.dataset.as_ref(),
-                idx,
-                &p.settings,
-                &trunk,
-                embedder,
-                p.device,
-            )?;
+            let metrics = all_metrics.remove(split).unwrap_or_default();
             p.settings.primary(&metrics)?;
             let json: Metrics = metrics
                 .iter()
@@ -463,7 +468,8 @@ fn evaluate_ensemble(job: &Job, p: &Prepared) -> Result<Event> {
             "the ConcatenateEmbeddings ensemble evaluates the test split; add test to splits_to_eval",
         ));
     }
-    let test = p.schemes[0].split("test").ok_or_else(|| {
+    let test_only = ["test".to_string()];
+    p.schemes[0].split("test").ok_or_else(|| {
         config_error(format!(
             "split scheme {} has no test split (test_size 0 or old_approach), so there is nothing              for the ensemble to evaluate",
             p.schemes[0].name
@@ -505,12 +511,15 @@ fn evaluate_ensemble(job: &Job, p: &Prepared) -> Result<Event> {
     for (is_trained, epoch, (trunk, embedder)) in variants {
         let metrics = evaluate_models(
             p.dataset.as_ref(),
-            test,
+            &p.schemes[0].splits,
+            &test_only,
             &p.settings,
             &trunk,
             Some(&embedder),
             p.device,
-        )?;
+        )?
+        .remove("test")
+        .unwrap_or_default();
         let json: Metrics = metrics
             .iter()
             .map(|(k, v)| (k.clone(), metric_value(*v)))

@@ -175,7 +175,7 @@ fn resume_after_stop_or_split_run_matches_an_uninterrupted_run() {
         events.last().unwrap().contains("\"event\":\"result\""),
         "{events:?}"
     );
-    let latest: Vec<(String, i64)> = metricbench::experiment::latest_epochs(&stopped_dir).unwrap();
+    let latest: Vec<(String, u64)> = metricbench::experiment::latest_epochs(&stopped_dir).unwrap();
     assert_eq!(latest, vec![("Test50_50_Partitions4_0".to_string(), 1)]);
     let after_stop = run(args(&exps, &configs, "stopped", "--resume_training latest")).unwrap();
     assert_eq!(csv_files(&stopped_dir), csv_files(&full_dir));
@@ -370,4 +370,53 @@ fn bad_input_gives_clear_errors() {
     );
     let e = err("--training_method TrainWithClassifier", "d");
     assert!(e.contains("needs `loss_funcs/classifier_loss`"), "{e}");
+}
+
+#[test]
+fn loss_parameters_and_miners_are_checkpointed_and_resumed_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let losses = "loss_funcs:\n  metric_loss:\n    ProxyAnchorLoss: null\nsampler:\n  \
+        MPerClassSampler: {m: 4}\nmining_funcs:\n  tuple_miner:\n    MultiSimilarityMiner: {epsilon: 0.1}\n\
+        loss_weights: null\n";
+    let optimizers =
+        "optimizers:\n  trunk_optimizer:\n    Adam: {lr: 0.003}\n  embedder_optimizer:\n    \
+        Adam: {lr: 0.003}\n  metric_loss_optimizer:\n    Adam: {lr: 0.01}\n";
+    let configs = config_root(
+        dir.path(),
+        &[
+            ("config_loss_and_miners", losses),
+            ("config_optimizers", optimizers),
+        ],
+    );
+    let exps = dir.path().join("exps");
+    let full = run(args(&exps, &configs, "full", "")).unwrap();
+    let saved: Vec<String> =
+        std::fs::read_dir(exps.join("full/Test50_50_Partitions4_0/saved_models"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+    for object in ["metric_loss", "metric_loss_optimizer"] {
+        assert!(
+            saved.contains(&format!("{object}_4.safetensors")),
+            "{saved:?}"
+        );
+    }
+    run(args(&exps, &configs, "split", "--num_epochs_train 2")).unwrap();
+    let resumed = run(args(
+        &exps,
+        &configs,
+        "split",
+        "--resume_training --num_epochs_train 4",
+    ))
+    .unwrap();
+    assert_eq!(
+        csv_files(&exps.join("split")),
+        csv_files(&exps.join("full"))
+    );
+    assert_eq!(resumed.folds, full.folds);
+    let stats = std::fs::read_to_string(
+        exps.join("full/Test50_50_Partitions4_0/saved_csvs/loss_stats.csv"),
+    )
+    .unwrap();
+    assert!(stats.contains("\n24,tuple_miner,"), "{stats}");
 }

@@ -10,7 +10,7 @@ use crate::checkpoints::{self, Suffix};
 use crate::datasets::Dataset;
 use crate::errors::nan_error;
 use crate::events::{emit, StopFlag};
-use crate::records::{cell, row_value, CsvTable, IterationLog};
+use crate::records::{cell, row_value, CsvTable, IterationLog, StatsLog};
 use crate::runner::{evaluate_models, Settings};
 use crate::samplers;
 use crate::spec::Config;
@@ -173,13 +173,10 @@ pub fn save_checkpoint(c: &Components, dir: &Path, suffix: Suffix) -> Result<()>
             &opt.state_tensors(),
         )?;
     }
-    if !c.loss_params.variables().is_empty() {
-        let path = checkpoints::file(dir, "loss_funcs", suffix);
-        let tmp = checkpoints::temporary_path(&path);
-        c.loss_params
-            .save(&tmp)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        checkpoints::commit(&tmp, &path)?;
+    for (name, vs) in c.pipeline.var_stores() {
+        let mut tensors: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        checkpoints::save_tensors(&checkpoints::file(dir, name, suffix), &tensors)?;
     }
     for model in c.models.iter().rev() {
         model.save(&checkpoints::file(dir, &model.name, suffix))?;
@@ -192,11 +189,35 @@ pub fn load_checkpoint(c: &mut Components, dir: &Path, suffix: Suffix) -> Result
     for model in c.models.iter_mut() {
         model.load(&checkpoints::file(dir, &model.name, suffix))?;
     }
-    if !c.loss_params.variables().is_empty() {
-        let path = checkpoints::file(dir, "loss_funcs", suffix);
-        c.loss_params
-            .load(&path)
-            .with_context(|| format!("cannot load {}", path.display()))?;
+    for (name, vs) in c.pipeline.var_stores() {
+        let path = checkpoints::file(dir, name, suffix);
+        let saved: BTreeMap<String, Tensor> =
+            checkpoints::load_tensors(&path)?.into_iter().collect();
+        let variables = vs.variables();
+        if saved.len() != variables.len() {
+            anyhow::bail!(
+                "{} holds {} tensors, but loss `{name}` has {} parameters (was it saved with the same loss config?)",
+                path.display(),
+                saved.len(),
+                variables.len()
+            );
+        }
+        tch::no_grad(|| -> Result<()> {
+            for (key, mut var) in variables {
+                let value = saved
+                    .get(&key)
+                    .filter(|t| t.size() == var.size())
+                    .with_context(|| {
+                        format!(
+                            "{} has no tensor `{key}` of shape {:?} for loss `{name}`",
+                            path.display(),
+                            var.size()
+                        )
+                    })?;
+                var.copy_(value);
+            }
+            Ok(())
+        })?;
     }
     for opt in c.optimizers.iter_mut() {
         let path = checkpoints::file(dir, &opt.name, suffix);
@@ -214,8 +235,8 @@ pub fn patience_remaining(settings: &Settings, epoch: i64, best: Option<&Best>) 
     }
 }
 
-/// Batches of an epoch come from an RNG seeded by (seed, fold, epoch), so a resumed run draws
-/// exactly the batches an uninterrupted one would.
+/// Batches of an epoch come from an RNG seeded by (seed, fold, epoch), so a resumed run (which
+/// replays the sampler up to its checkpoint) draws exactly the batches an uninterrupted one would.
 fn epoch_rng(seed: u64, fold: usize, epoch: i64) -> ChaCha8Rng {
     let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
     for v in [fold as u64, epoch as u64] {
@@ -236,7 +257,16 @@ pub fn train_fold(ctx: &FoldContext, resume: Option<ResumeFrom>) -> Result<FoldR
         std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
     }
     ctx.seed_models();
-    let (train_idx, train_labels) = ctx.train_labels()?;
+    let (train_idx, raw_train_labels) = ctx.train_labels()?;
+    // Training labels as ranks 0..C (PML's set_min_label_to_zero), so classification and proxy
+    // losses can index their class parameters.
+    let mut classes = raw_train_labels.clone();
+    classes.sort_unstable();
+    classes.dedup();
+    let train_labels: Vec<i64> = raw_train_labels
+        .iter()
+        .map(|l| classes.binary_search(l).unwrap_or(0) as i64)
+        .collect();
     let input_dim = ctx.dataset.sample_shape().iter().product::<i64>();
     let mut c = super::build(ctx.cfg, input_dim, &train_labels, ctx.device)?;
     let mut sampler = samplers::build(
@@ -276,6 +306,7 @@ pub fn train_fold(ctx: &FoldContext, resume: Option<ResumeFrom>) -> Result<FoldR
     let mut header = vec!["iteration".to_string(), "total_loss".to_string()];
     header.extend(loss_names.iter().cloned());
     let mut loss_log = IterationLog::open(&csv_dir, "loss_histories", &header, keep_iterations)?;
+    let mut stats_log = StatsLog::open(&csv_dir, keep_iterations)?;
     let mut lr_logs = Vec::new();
     for opt in &c.optimizers {
         let name = format!("{}_{}", opt.name, opt.class);
@@ -307,11 +338,18 @@ pub fn train_fold(ctx: &FoldContext, resume: Option<ResumeFrom>) -> Result<FoldR
                 best: &mut Option<Best>|
      -> Result<Option<f64>> {
         let mut val_primary = None;
+        let embedder = (!trunk_only && !settings.eval.use_trunk_output).then(|| c.embedder());
+        let mut all_metrics = evaluate_models(
+            ctx.dataset,
+            &ctx.scheme.splits,
+            ctx.splits_to_eval,
+            settings,
+            c.trunk(),
+            embedder,
+            ctx.device,
+        )?;
         for split in ctx.splits_to_eval {
-            let idx = ctx.scheme.split(split).expect("checked by the runner");
-            let embedder = (!trunk_only && !settings.eval.use_trunk_output).then(|| c.embedder());
-            let metrics =
-                evaluate_models(ctx.dataset, idx, settings, c.trunk(), embedder, ctx.device)?;
+            let metrics = all_metrics.remove(split).unwrap_or_default();
             let primary = settings.primary(&metrics)?;
             let json: Metrics = metrics
                 .iter()
@@ -351,6 +389,14 @@ pub fn train_fold(ctx: &FoldContext, resume: Option<ResumeFrom>) -> Result<FoldR
         }
     }
 
+    // Samplers stream passes across epochs (PML's `length_before_new_iter`), so a resumed fold
+    // replays the batches of the epochs before its checkpoint to continue the same stream.
+    for epoch in 1..=done_epochs {
+        let mut rng = epoch_rng(settings.seed, ctx.fold_index, epoch);
+        for _ in 0..ipe {
+            sampler.next_batch(&mut rng);
+        }
+    }
     let (train_idx, device) = (train_idx, ctx.device);
     let train_labels_tensor = Tensor::from_slice(&train_labels);
     let total_iterations = ctx.num_epochs as u64 * ipe;
@@ -358,6 +404,9 @@ pub fn train_fold(ctx: &FoldContext, resume: Option<ResumeFrom>) -> Result<FoldR
     let mut iteration = keep_iterations;
     for epoch in done_epochs + 1..=ctx.num_epochs {
         let mut rng = epoch_rng(settings.seed, ctx.fold_index, epoch);
+        // The method's own randomness (DAML's triplets) has a stream of its own, so the sampler's
+        // draws depend on nothing but (seed, fold, epoch) and can be replayed on resume.
+        let mut method_rng = epoch_rng(!settings.seed, ctx.fold_index, epoch);
         // libtorch's own generator too (dropout-like randomness in future models).
         tch::manual_seed((settings.seed as i64) ^ ((ctx.fold_index as i64) << 20) ^ (epoch << 40));
         for _ in 0..ipe {
@@ -369,8 +418,20 @@ pub fn train_fold(ctx: &FoldContext, resume: Option<ResumeFrom>) -> Result<FoldR
             let batch_labels = train_labels_tensor
                 .index_select(0, &pos_tensor)
                 .to_device(device);
-            let x = ctx.dataset.batch(&batch_idx, true)?.to_device(device);
-            let parts = c.batch_losses(&x, &batch_labels, epoch, &mut rng)?;
+            let mut x = ctx.dataset.batch(&batch_idx, true)?.to_device(device);
+            let mut batch_labels = batch_labels;
+            if c.pipeline.has_subset_batch_miner() {
+                let emb = tch::no_grad(|| c.embedder().forward(&c.trunk().forward(&x)));
+                if let Some((keep, stats)) = c.pipeline.subset_batch(&emb, &batch_labels)? {
+                    stats_log.record(iteration, "subset_batch_miner", &stats)?;
+                    x = x.index_select(0, &keep);
+                    batch_labels = batch_labels.index_select(0, &keep);
+                }
+            }
+            let parts = c.batch_losses(&x, &batch_labels, epoch, &mut method_rng)?;
+            for (component, stats) in c.take_stats() {
+                stats_log.record(iteration, &component, &stats)?;
+            }
             let mut total = Tensor::zeros([], (Kind::Float, device));
             let mut values: BTreeMap<&str, f64> = BTreeMap::new();
             for (name, value) in &parts {
@@ -438,6 +499,7 @@ pub fn train_fold(ctx: &FoldContext, resume: Option<ResumeFrom>) -> Result<FoldR
             opt.end_of_epoch();
         }
         loss_log.flush()?;
+        stats_log.flush()?;
         for log in lr_logs.iter_mut() {
             log.flush()?;
         }

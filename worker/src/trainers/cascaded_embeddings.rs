@@ -9,9 +9,9 @@ pub fn losses(c: &Components, x: &Tensor, labels: &Tensor) -> Result<Vec<(String
     let embedder = c.embedder();
     let embeddings = embedder.forward(&c.trunk().forward(x));
     let slices = embeddings.split_with_sizes(&embedder.output_parts, 1);
-    Ok(slices
-        .iter()
-        .enumerate()
-        .filter_map(|(i, slice)| c.compute_loss(&format!("metric_loss_{i}"), slice, labels))
-        .collect())
+    let mut out = Vec::new();
+    for (i, slice) in slices.iter().enumerate() {
+        out.extend(c.compute_loss(&format!("metric_loss_{i}"), slice, labels)?);
+    }
+    Ok(out)
 }

@@ -133,7 +133,7 @@ pub fn losses(
     let mut out = Vec::new();
     if s.does_metric(epoch) {
         let embeddings = c.embedder().forward(&features);
-        out.extend(c.compute_loss("metric_loss", &embeddings, labels));
+        out.extend(c.compute_loss("metric_loss", &embeddings, labels)?);
     }
     if !s.does_adversarial(epoch) {
         return Ok(out);
@@ -166,9 +166,9 @@ pub fn losses(
     .view([-1]);
     let final_embeddings = c.embedder().forward(&packed);
     if s.loss_active("synth_loss", epoch) {
-        out.extend(c.compute_loss("synth_loss", &final_embeddings, &packed_labels));
+        out.extend(c.compute_loss("synth_loss", &final_embeddings, &packed_labels)?);
     }
-    if let Some((name, loss)) = c.compute_loss("g_adv_loss", &final_embeddings, &packed_labels) {
+    if let Some((name, loss)) = c.compute_loss("g_adv_loss", &final_embeddings, &packed_labels)? {
         out.push((name, -loss));
     }
     out.push(("g_hard_loss".into(), normalized_mse(&synthetic, &real_a)));

@@ -9,14 +9,17 @@ mod metric_loss_only;
 mod train_with_classifier;
 
 use crate::errors::config_error;
-use crate::losses::{self, MetricLoss};
+use crate::losses::pipeline::LossPipeline;
+use crate::losses::{BuildContext, IndicesTuple};
 use crate::models::{self, Model};
 use crate::optimizers::{trainable, Optimizer};
-use crate::spec::{unknown_class, Config, Spec};
+use crate::reducers::Stats;
+use crate::spec::{unknown_class, Config};
 use anyhow::Result;
 use rand_chacha::ChaCha8Rng;
+use std::cell::RefCell;
 use std::collections::BTreeMap;
-use tch::{nn, Device, Tensor};
+use tch::{Device, Tensor};
 
 pub use deep_adversarial::DamlSettings;
 
@@ -38,59 +41,47 @@ pub enum Method {
     DeepAdversarialMetricLearning(DamlSettings),
 }
 
-/// A loss function of `loss_funcs`.
-pub enum LossFn {
-    Metric(Box<dyn MetricLoss>),
-    /// `CrossEntropyLoss` on classifier logits (implemented here until the losses module has it).
-    CrossEntropy,
-}
-
-impl LossFn {
-    /// `input` is embeddings for a metric loss, logits for cross-entropy; `labels` raw labels for
-    /// a metric loss, class indices for cross-entropy.
-    pub fn compute(&self, input: &Tensor, labels: &Tensor) -> Tensor {
-        match self {
-            LossFn::Metric(loss) => loss.forward(input, labels),
-            LossFn::CrossEntropy => input.cross_entropy_for_logits(labels),
+/// Builds one entry of `loss_funcs` (with the losses module's builder). The only place losses are
+/// constructed for training: the fold's [`LossPipeline`] is built here, with its miners, and every
+/// loss's parameters live in the loss's own VarStore (optimised by `<loss>_optimizer`).
+/// `extra_weights` are losses the training method computes itself (DAML's generator losses), whose
+/// `loss_weights` entries are the method's business, not the pipeline's.
+pub fn build_loss(
+    cfg: &Config,
+    ctx: &BuildContext,
+    extra_weights: &[&str],
+) -> Result<LossPipeline> {
+    let has_extra = cfg
+        .get("loss_weights")
+        .and_then(|w| w.as_object())
+        .is_some_and(|w| extra_weights.iter().any(|k| w.contains_key(*k)));
+    if !has_extra {
+        return LossPipeline::from_config(cfg, ctx);
+    }
+    let mut value = cfg.0.clone();
+    if let Some(w) = value
+        .get_mut("loss_weights")
+        .and_then(|w| w.as_object_mut())
+    {
+        for k in extra_weights {
+            w.remove(*k);
         }
     }
-}
-
-/// Builds one entry of `loss_funcs`. The only place losses are constructed, so changes to how
-/// losses are built (miners, reducers, loss parameters) touch this function alone.
-pub fn build_loss(
-    name: &str,
-    value: &serde_json::Value,
-    _loss_params: &nn::Path,
-) -> Result<LossFn> {
-    let is_ce = value
-        .as_object()
-        .is_some_and(|m| m.len() == 1 && m.contains_key("CrossEntropyLoss"));
-    if is_ce {
-        let spec = Spec::parse(&format!("loss_funcs/{name}"), value)?;
-        spec.finish()?;
-        return Ok(LossFn::CrossEntropy);
-    }
-    Ok(LossFn::Metric(losses::build(name, value)?))
-}
-
-pub struct LossEntry {
-    pub name: String,
-    pub weight: f64,
-    pub func: LossFn,
+    LossPipeline::from_config(&Config(&value), ctx)
 }
 
 /// Everything a fold trains: models, losses, optimizers.
 pub struct Components {
     /// `trunk`, `embedder`, then method-specific models (`classifier`, `generator`).
     pub models: Vec<Model>,
-    pub losses: Vec<LossEntry>,
+    /// `loss_funcs` with their miners; parameters of the losses (proxies, learnable margins...)
+    /// sit in each loss's VarStore, optimised by `<loss>_optimizer` and checkpointed as `<loss>_*`.
+    pub pipeline: LossPipeline,
     /// `loss_weights` of every loss the method produces (1 when not configured).
     pub weights: BTreeMap<String, f64>,
-    /// Parameters of the losses (proxies, learnable margins...), optimized by
-    /// `metric_loss_optimizer` and checkpointed as `metric_loss_*`.
-    pub loss_params: nn::VarStore,
     pub optimizers: Vec<Optimizer>,
+    /// Statistics of the losses and miners computed since the last [`Components::take_stats`].
+    stats: RefCell<BTreeMap<String, Stats>>,
     pub method: Method,
 }
 
@@ -110,20 +101,71 @@ impl Components {
         self.model("embedder")
     }
 
-    pub fn loss(&self, name: &str) -> Option<&LossEntry> {
-        self.losses.iter().find(|l| l.name == name)
+    /// The tuple miner's tuples for `embeddings` (statistics recorded as `component`), or `None`
+    /// when `mining_funcs` has no tuple miner.
+    pub fn mine(
+        &self,
+        embeddings: &Tensor,
+        labels: &Tensor,
+        component: &str,
+    ) -> Result<Option<IndicesTuple>> {
+        Ok(match self.pipeline.mine(embeddings, labels)? {
+            Some((tuple, s)) => {
+                self.stats.borrow_mut().insert(component.to_string(), s);
+                Some(tuple)
+            }
+            None => None,
+        })
     }
 
-    /// `loss(input, labels)` of a configured loss (unweighted), or `None` when it is absent or its
-    /// weight is zero (then it is not computed at all).
+    /// `loss(input, labels, tuples)` of a configured loss (unweighted), or `None` when it is absent
+    /// or its weight is zero (then it is not computed at all).
+    pub fn compute_loss_with(
+        &self,
+        name: &str,
+        input: &Tensor,
+        labels: &Tensor,
+        tuple: Option<&IndicesTuple>,
+    ) -> Result<Option<(String, Tensor)>> {
+        let Some(entry) = self.pipeline.loss(name).filter(|l| l.weight != 0.0) else {
+            return Ok(None);
+        };
+        let (value, s) = entry.loss.forward(input, labels, tuple)?;
+        self.stats.borrow_mut().insert(name.to_string(), s);
+        Ok(Some((name.to_string(), value)))
+    }
+
+    /// [`Components::compute_loss_with`]; metric losses on embeddings (`metric_loss*`) get the
+    /// tuple miner's tuples when `mining_funcs` has one.
     pub fn compute_loss(
         &self,
         name: &str,
         input: &Tensor,
         labels: &Tensor,
-    ) -> Option<(String, Tensor)> {
-        let entry = self.loss(name).filter(|l| l.weight != 0.0)?;
-        Some((name.to_string(), entry.func.compute(input, labels)))
+    ) -> Result<Option<(String, Tensor)>> {
+        if self.pipeline.loss(name).is_none_or(|l| l.weight == 0.0) {
+            return Ok(None);
+        }
+        let tuple = if name.starts_with("metric_loss") {
+            let component = match name {
+                "metric_loss" => "tuple_miner".to_string(),
+                other => format!("tuple_miner_{other}"),
+            };
+            self.mine(input, labels, &component)?
+        } else {
+            None
+        };
+        self.compute_loss_with(name, input, labels, tuple.as_ref())
+    }
+
+    /// Records statistics computed outside [`Components::compute_loss`].
+    pub fn record_stats(&self, stats: BTreeMap<String, Stats>) {
+        self.stats.borrow_mut().extend(stats);
+    }
+
+    /// The statistics recorded since the last call (for `loss_stats.csv`).
+    pub fn take_stats(&self) -> BTreeMap<String, Stats> {
+        std::mem::take(&mut *self.stats.borrow_mut())
     }
 
     /// The losses of one batch, by name (unweighted; the loop applies `loss_weights`).
@@ -244,20 +286,10 @@ pub fn build(
     };
 
     let weights = loss_weights(cfg)?;
-    let loss_params = nn::VarStore::new(device);
     let loss_map = cfg
         .require("loss_funcs")?
         .as_object()
         .ok_or_else(|| config_error("`loss_funcs` must be a mapping {name: {Class: kwargs}}"))?;
-    let mut losses = Vec::new();
-    for (name, spec) in loss_map {
-        let func = build_loss(name, spec, &(loss_params.root() / name.as_str()))?;
-        losses.push(LossEntry {
-            name: name.clone(),
-            weight: weight_of(&weights, name)?,
-            func,
-        });
-    }
     for name in &required_losses {
         if !loss_map.contains_key(name) {
             let have: Vec<&String> = loss_map.keys().collect();
@@ -267,20 +299,37 @@ pub fn build(
             )));
         }
     }
-    if let Some(extra) = loss_map.keys().find(|k| !required_losses.contains(k)) {
+    // MetricLossOnly computes every configured loss on the embeddings (weighted by loss_weights).
+    let any_loss_allowed = matches!(method, Method::MetricLossOnly);
+    if let Some(extra) = loss_map
+        .keys()
+        .find(|k| !any_loss_allowed && !required_losses.contains(k))
+    {
         return Err(config_error(format!(
             "`loss_funcs/{extra}` is not used by training_method {}; it uses {}",
             cfg.str("training_method", "MetricLossOnly")?,
             required_losses.join(", ")
         )));
     }
-    if let Some(miners) = cfg.get("mining_funcs").and_then(|v| v.as_object()) {
-        if let Some(name) = miners.keys().next() {
-            return Err(config_error(format!(
-                "mining_funcs/{name}: miners are not available in this worker version"
-            )));
-        }
-    }
+    let num_classes = {
+        let mut classes = train_labels.to_vec();
+        classes.sort_unstable();
+        classes.dedup();
+        classes.len() as i64
+    };
+    let extra_weights: &[&str] = match method {
+        Method::DeepAdversarialMetricLearning(_) => &["g_hard_loss", "g_reg_loss"],
+        _ => &[],
+    };
+    let pipeline = build_loss(
+        cfg,
+        &BuildContext {
+            num_classes: Some(num_classes),
+            embedding_size: Some(embedding_dim),
+            device,
+        },
+        extra_weights,
+    )?;
 
     let mut optimizers = Vec::new();
     if let Some(map) = cfg.get("optimizers").and_then(|v| v.as_object()) {
@@ -288,25 +337,27 @@ pub fn build(
             if spec.is_null() {
                 continue;
             }
-            let params = if name == "metric_loss_optimizer" {
-                trainable(&loss_params)
-            } else {
-                let model = name
-                    .strip_suffix("_optimizer")
-                    .and_then(|m| models.iter().find(|x| x.name == m));
-                match model {
-                    Some(m) => trainable(&m.vs),
-                    None => {
-                        let valid: Vec<String> = models
-                            .iter()
-                            .map(|m| format!("{}_optimizer", m.name))
-                            .chain(["metric_loss_optimizer".to_string()])
-                            .collect();
-                        return Err(config_error(format!(
-                            "optimizers/{name}: no such model to optimise; valid names: {}",
-                            valid.join(", ")
-                        )));
-                    }
+            let target = name.strip_suffix("_optimizer");
+            let model = target.and_then(|m| models.iter().find(|x| x.name == m));
+            let loss_vs = target.and_then(|l| pipeline.var_store(l));
+            let params = match (model, loss_vs) {
+                (Some(m), _) => trainable(&m.vs),
+                (None, Some(vs)) => trainable(vs),
+                (None, None) => {
+                    let valid: Vec<String> = models
+                        .iter()
+                        .map(|m| format!("{}_optimizer", m.name))
+                        .chain(
+                            pipeline
+                                .var_stores()
+                                .iter()
+                                .map(|(n, _)| format!("{n}_optimizer")),
+                        )
+                        .collect();
+                    return Err(config_error(format!(
+                        "optimizers/{name}: nothing to optimise under that name (no such model, and no loss with parameters); valid names: {}",
+                        valid.join(", ")
+                    )));
                 }
             };
             optimizers.push(Optimizer::build(name, spec, params)?);
@@ -334,7 +385,7 @@ pub fn build(
     // Every loss the method produces takes its weight from loss_weights (default 1), including the
     // DAML generator's internal losses that loss_funcs does not configure.
     let mut all_weights = BTreeMap::new();
-    for l in &losses {
+    for l in &pipeline.losses {
         all_weights.insert(l.name.clone(), l.weight);
     }
     if let Method::DeepAdversarialMetricLearning(_) = method {
@@ -344,10 +395,10 @@ pub fn build(
     }
     Ok(Components {
         models,
-        losses,
+        pipeline,
         weights: all_weights,
-        loss_params,
         optimizers,
         method,
+        stats: RefCell::new(BTreeMap::new()),
     })
 }

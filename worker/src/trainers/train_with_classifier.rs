@@ -53,11 +53,11 @@ pub fn losses(
 ) -> Result<Vec<(String, Tensor)>> {
     let embeddings = c.embedder().forward(&c.trunk().forward(x));
     let mut out: Vec<(String, Tensor)> = c
-        .compute_loss("metric_loss", &embeddings, labels)
+        .compute_loss("metric_loss", &embeddings, labels)?
         .into_iter()
         .collect();
     let logits = c.model("classifier").forward(&embeddings);
     let targets = class_index.index_select(0, labels);
-    out.extend(c.compute_loss("classifier_loss", &logits, &targets));
+    out.extend(c.compute_loss("classifier_loss", &logits, &targets)?);
     Ok(out)
 }

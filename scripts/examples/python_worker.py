@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""A metricbench plugin worker in Python (standard library only).
+
+It speaks worker protocol v1 (docs/protocol.md): it reads one job line on stdin, answers with JSON
+event lines on stdout, and writes human logs to stderr. Use it as a template for a worker that trains
+with your own PyTorch code:
+
+    metricbench run --experiment_name x --worker_command "[python3, scripts/examples/python_worker.py]"
+
+Instead of training a network it "trains" towards a known objective, so tuning studies can be tested
+against a known optimum: the numbers under the config key `example_parameters` (a mapping
+name -> number) score exp(-sum((v - 0.5)^2) / 0.1), which is 1 when every value is 0.5. Epoch e
+of `num_epochs_train` reports score * (1 - 0.5**e) on `val` (as `mean_average_precision_at_r` and
+`precision_at_1`), once per fold of `num_training_sets`.
+
+For testing the coordinator's failure handling, `example_behaviour` may be `crash` (exit 3 before any
+result), `garbage` (print a non-JSON line), `hang` (sleep forever), `nan` (report a NaN objective),
+`error` (report an error event), or `normal`.
+"""
+
+import json
+import math
+import os
+import sys
+import threading
+import time
+
+PROTOCOL = 1
+
+
+def emit(event, **fields):
+    fields["event"] = event
+    sys.stdout.write(json.dumps(fields) + "\n")
+    sys.stdout.flush()
+
+
+def log(message):
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+def score_of(parameters):
+    values = [v for v in parameters.values() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return math.exp(-sum((v - 0.5) ** 2 for v in values) / 0.1)
+
+
+def main():
+    line = sys.stdin.readline()
+    if not line:
+        emit("error", kind="config", message="no job received on stdin")
+        return 1
+    try:
+        job = json.loads(line)
+    except json.JSONDecodeError as e:
+        emit("error", kind="config", message=f"the job line is not valid JSON: {e}")
+        return 1
+    if job.get("protocol") != PROTOCOL:
+        emit("error", kind="config", message=f"this worker speaks protocol {PROTOCOL}, got {job.get('protocol')!r}")
+        return 1
+
+    stop = threading.Event()
+
+    def listen():
+        for command_line in sys.stdin:
+            try:
+                if json.loads(command_line).get("command") == "stop":
+                    log("stop requested")
+                    stop.set()
+            except json.JSONDecodeError:
+                log(f"ignoring malformed command {command_line!r}")
+
+    threading.Thread(target=listen, daemon=True).start()
+
+    config = job["config"]
+    emit("ready", name="python-example-worker", version="0.1", device="cpu", protocol=PROTOCOL)
+    behaviour = config.get("example_behaviour") or "normal"
+    parameters = config.get("example_parameters") or {}
+    if not isinstance(parameters, dict):
+        emit("error", kind="config", message="example_parameters must be a mapping of name -> number")
+        return 1
+    if behaviour == "crash":
+        log("crashing on purpose (example_behaviour: crash)")
+        return 3
+    if behaviour == "garbage":
+        print("this is not JSON", flush=True)
+    if behaviour == "hang":
+        time.sleep(10**6)
+    if behaviour == "error":
+        emit("error", kind="config", message="failing on purpose (example_behaviour: error)")
+        return 1
+
+    epochs = int(config.get("num_epochs_train") or 1)
+    folds = int(config.get("num_training_sets") or 1)
+    seconds_per_epoch = float(config.get("example_seconds_per_epoch") or 0.0)
+    primary = config.get("eval_metric_for_best_epoch") or "mean_average_precision_at_r"
+    score = float("nan") if behaviour == "nan" else score_of(parameters)
+    folder = job["experiment_folder"]
+    os.makedirs(folder, exist_ok=True)
+    fold_results = []
+    for fold in range(folds):
+        name = f"fold{fold}"
+        best = None
+        for epoch in range(1, epochs + 1):
+            time.sleep(seconds_per_epoch)
+            emit("progress", fold=name, epoch=epoch, iteration=epoch, total_iterations=epochs, loss=1.0 / epoch)
+            value = score * (1 - 0.5**epoch)
+            metrics = {primary: None if math.isnan(value) else value, "precision_at_1": None if math.isnan(value) else value}
+            is_best = not math.isnan(value) and (best is None or value > best[1])
+            if is_best:
+                best = (epoch, value, metrics)
+            emit("evaluation", fold=name, epoch=epoch, split="val", metrics=metrics, is_best=is_best)
+            if stop.is_set():
+                break
+        best = best or (0, float("nan"), {primary: None})
+        fold_results.append({"fold": name, "best_epoch": best[0], "metrics": best[2]})
+        if stop.is_set():
+            break
+    values = [f["metrics"][primary] for f in fold_results if f["metrics"].get(primary) is not None]
+    mean = sum(values) / len(values) if values else None
+    sem = None
+    if len(values) > 1:
+        var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+        sem = math.sqrt(var / len(values))
+    # Record what was run, written atomically like every metricbench file.
+    record = os.path.join(folder, "python_worker_result.json")
+    with open(record + ".tmp", "w") as f:
+        json.dump({"parameters": parameters, "folds": fold_results, "objective": mean}, f)
+    os.replace(record + ".tmp", record)
+    emit("result", objective={"metric": primary, "mean": mean, "sem": sem}, folds=fold_results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

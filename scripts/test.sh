@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Runs every test: installs libtorch if needed, builds both binaries (the coordinator's end-to-end
+# tests drive the real worker next to it), then the whole workspace's test suite.
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$METRICBENCH_ROOT"
+command -v python3 >/dev/null || { echo "[metricbench] python3 is needed for the plugin-worker tests" >&2; exit 1; }
+echo "[metricbench] building" >&2
+cargo build --workspace
+echo "[metricbench] testing" >&2
+cargo test --workspace "$@"
