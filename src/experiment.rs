@@ -1,8 +1,9 @@
 //! Experiment folders (SPEC §4.1): naming rules, the refusal to overwrite results, saved configs.
 
-use crate::config::Merged;
+use crate::config::{self, KeyScope, MergeOptions, Merged, CATEGORIES};
 use crate::fsutil::write_atomic;
 use anyhow::{bail, Context, Result};
+use serde_yaml::{Mapping, Value};
 use std::path::{Path, PathBuf};
 
 /// Checks that an experiment name is one plain folder name, so it can never escape the root folder.
@@ -99,6 +100,155 @@ pub fn save_configs(folder: &Path, merged: &Merged) -> Result<()> {
     Ok(())
 }
 
+/// Prefix of the folders that record config changes made when resuming (SPEC §4.1).
+pub const CONFIG_DIFF_PREFIX: &str = "resume_training_config_diffs_";
+
+/// `resume_training_config_diffs_<e0>_<e1>_...`: the latest saved epoch of every fold, joined by `_`.
+pub fn config_diff_folder_name(latest_epochs: &[u64]) -> String {
+    let epochs: Vec<String> = latest_epochs.iter().map(u64::to_string).collect();
+    format!("{CONFIG_DIFF_PREFIX}{}", epochs.join("_"))
+}
+
+/// The top-level keys of `current` that differ from `previous`, per category, in `current`'s key
+/// order: changed and new keys with their new value, then keys `current` no longer has as
+/// `key~DELETE~: null` (which the config merge understands when the diffs are reloaded).
+/// Categories without changes are left out.
+pub fn config_diffs(previous: &Merged, current: &Merged) -> Vec<(String, Mapping)> {
+    let empty = Mapping::new();
+    let mut out = Vec::new();
+    for (category, now) in &current.categories {
+        let before = previous.category(category).unwrap_or(&empty);
+        let mut diff = Mapping::new();
+        for (k, v) in now {
+            if before.get(k) != Some(v) {
+                diff.insert(k.clone(), v.clone());
+            }
+        }
+        for k in before.keys() {
+            if !now.contains_key(k) {
+                let name = format!("{}{}", config::key_text(k), config::DELETE);
+                diff.insert(Value::String(name), Value::Null);
+            }
+        }
+        if !diff.is_empty() {
+            out.push((category.clone(), diff));
+        }
+    }
+    out
+}
+
+/// Records the config changes of a resumed experiment: writes
+/// `<experiment_folder>/configs/resume_training_config_diffs_<latest epochs joined by _>/<category>.yaml`
+/// holding only the top-level keys that changed ([`config_diffs`]), atomically. `previous` must be
+/// what the experiment ran with so far, i.e. [`load_saved_configs`]; `current` the newly merged
+/// configs. A second resume at the same epochs adds to the same files (later values win). Returns the
+/// diff folder, or `None` when nothing changed (then nothing is written).
+pub fn save_resume_config_diffs(
+    experiment_folder: &Path,
+    latest_epochs: &[u64],
+    previous: &Merged,
+    current: &Merged,
+) -> Result<Option<PathBuf>> {
+    if latest_epochs.is_empty() {
+        bail!("cannot name a config diff folder without the latest epoch of at least one fold");
+    }
+    let diffs = config_diffs(previous, current);
+    if diffs.is_empty() {
+        return Ok(None);
+    }
+    let folder = experiment_folder
+        .join("configs")
+        .join(config_diff_folder_name(latest_epochs));
+    for (category, diff) in diffs {
+        let path = folder.join(format!("{category}.yaml"));
+        let combined = if path.is_file() {
+            let existing = config::read_yaml_map(&path)?;
+            top_level_merge(&existing, &diff)
+        } else {
+            diff
+        };
+        let text = serde_yaml::to_string(&combined)
+            .with_context(|| format!("cannot serialise the {category} config diff"))?;
+        write_atomic(&path, text.as_bytes())?;
+    }
+    Ok(Some(folder))
+}
+
+/// Later diff values replace earlier ones wholesale; a `key~DELETE~` entry replaces an earlier value
+/// of `key` (and the reverse), so the file always holds one entry per key.
+fn top_level_merge(existing: &Mapping, diff: &Mapping) -> Mapping {
+    let mut out = existing.clone();
+    for k in diff.keys() {
+        let text = config::key_text(k);
+        let other = match text.strip_suffix(config::DELETE) {
+            Some(base) => Value::String(base.to_string()),
+            None => Value::String(format!("{text}{}", config::DELETE)),
+        };
+        if k.is_string() {
+            out.shift_remove(&other);
+        }
+    }
+    // Keys are copied as they are (a `~DELETE~` key is data here, not an instruction).
+    for (k, v) in diff {
+        out.insert(k.clone(), v.clone());
+    }
+    out
+}
+
+/// The configs an experiment ran with: `<folder>/configs/<category>.yaml` for every category that
+/// has a file, then each `resume_training_config_diffs_*` folder in order of its epoch numbers,
+/// merged at the top level (a changed key replaces the saved one; `key~DELETE~` removes it).
+pub fn load_saved_configs(experiment_folder: &Path) -> Result<Merged> {
+    let configs = experiment_folder.join("configs");
+    let mut categories = Vec::new();
+    for category in CATEGORIES {
+        let path = configs.join(format!("{category}.yaml"));
+        if path.is_file() {
+            categories.push((category.to_string(), config::read_yaml_map(&path)?));
+        }
+    }
+    if categories.is_empty() {
+        bail!(
+            "{} holds no saved config (expected files such as config_general.yaml)",
+            configs.display()
+        );
+    }
+    let mut diff_folders: Vec<(Vec<u64>, PathBuf)> = Vec::new();
+    for entry in
+        std::fs::read_dir(&configs).with_context(|| format!("cannot list {}", configs.display()))?
+    {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(epochs) = name.strip_prefix(CONFIG_DIFF_PREFIX) else {
+            continue;
+        };
+        let parsed: std::result::Result<Vec<u64>, _> =
+            epochs.split('_').map(str::parse::<u64>).collect();
+        match parsed {
+            Ok(e) if entry.path().is_dir() => diff_folders.push((e, entry.path())),
+            _ => bail!(
+                "{} is not a config diff folder name ({CONFIG_DIFF_PREFIX}<epoch>_<epoch>...)",
+                entry.path().display()
+            ),
+        }
+    }
+    diff_folders.sort();
+    let depth0 = MergeOptions {
+        max_depth: Some(0),
+        scope: KeyScope::All,
+    };
+    for (_, folder) in diff_folders {
+        for (category, map) in categories.iter_mut() {
+            let path = folder.join(format!("{category}.yaml"));
+            if path.is_file() {
+                let diff = config::read_yaml_map(&path)?;
+                *map = config::merge_with(map, &diff, depth0, &path.display().to_string())?;
+            }
+        }
+    }
+    Ok(Merged { categories })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +277,118 @@ mod tests {
         let deep = dir.path().join("no/such/root");
         let err = new_experiment_folder(&deep, "x").unwrap_err().to_string();
         assert!(err.contains("does not exist"), "{err}");
+    }
+
+    fn m(s: &str) -> Mapping {
+        serde_yaml::from_str(s).unwrap()
+    }
+
+    fn merged(cats: &[(&str, &str)]) -> Merged {
+        Merged {
+            categories: cats.iter().map(|(c, t)| (c.to_string(), m(t))).collect(),
+        }
+    }
+
+    #[test]
+    fn diffs_hold_only_changed_top_level_keys() {
+        let before = merged(&[
+            (
+                "config_general",
+                "{num_epochs_train: 100, patience: 9, seed: 0}",
+            ),
+            (
+                "config_models",
+                "{models: {trunk: {MLP: {a: 1}}}, batch_size: 32}",
+            ),
+        ]);
+        let after = merged(&[
+            (
+                "config_general",
+                "{num_epochs_train: 150, patience: 9, new_key: 1}",
+            ),
+            (
+                "config_models",
+                "{models: {trunk: {MLP: {a: 1}}}, batch_size: 32}",
+            ),
+        ]);
+        let d = config_diffs(&before, &after);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].0, "config_general");
+        assert_eq!(
+            d[0].1,
+            m("{num_epochs_train: 150, new_key: 1, seed~DELETE~: null}")
+        );
+        assert!(config_diffs(&after, &after).is_empty());
+    }
+
+    #[test]
+    fn resume_diffs_are_written_and_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("exp");
+        let first = merged(&[
+            (
+                "config_general",
+                "{num_epochs_train: 100, patience: 9, seed: 0}",
+            ),
+            ("config_models", "{batch_size: 32}"),
+        ]);
+        save_configs(&folder, &first).unwrap();
+        let saved = load_saved_configs(&folder).unwrap();
+        assert_eq!(saved, first);
+        // Nothing changed: nothing written.
+        assert_eq!(
+            save_resume_config_diffs(&folder, &[10, 12], &saved, &first).unwrap(),
+            None
+        );
+        let second = merged(&[
+            ("config_general", "{num_epochs_train: 150, patience: 9}"),
+            ("config_models", "{batch_size: 32}"),
+        ]);
+        let out = save_resume_config_diffs(&folder, &[100, 100, 98, 100], &saved, &second)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            out,
+            folder.join("configs/resume_training_config_diffs_100_100_98_100")
+        );
+        let files: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            files,
+            ["config_general.yaml"],
+            "only changed categories, no temp files"
+        );
+        assert_eq!(
+            config::read_yaml_map(&out.join("config_general.yaml")).unwrap(),
+            m("{num_epochs_train: 150, seed~DELETE~: null}")
+        );
+        let reloaded = load_saved_configs(&folder).unwrap();
+        assert_eq!(reloaded, second);
+        // A second resume at the same epochs adds to the same file; a later folder sorts after.
+        let third = merged(&[
+            (
+                "config_general",
+                "{num_epochs_train: 150, patience: 20, seed: 3}",
+            ),
+            ("config_models", "{batch_size: 32}"),
+        ]);
+        save_resume_config_diffs(&folder, &[100, 100, 98, 100], &reloaded, &third).unwrap();
+        assert_eq!(
+            config::read_yaml_map(&out.join("config_general.yaml")).unwrap(),
+            m("{num_epochs_train: 150, patience: 20, seed: 3}")
+        );
+        assert_eq!(load_saved_configs(&folder).unwrap(), third);
+        let fourth = merged(&[
+            (
+                "config_general",
+                "{num_epochs_train: 200, patience: 20, seed: 3}",
+            ),
+            ("config_models", "{batch_size: 32}"),
+        ]);
+        save_resume_config_diffs(&folder, &[150, 150, 150, 150], &third, &fourth).unwrap();
+        assert_eq!(load_saved_configs(&folder).unwrap(), fourth);
+        assert!(save_resume_config_diffs(&folder, &[], &third, &fourth).is_err());
     }
 }

@@ -31,6 +31,17 @@ enum Commands {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
         args: Vec<String>,
     },
+    /// Print the merged config and its search space; runs nothing.
+    #[command(
+        after_help = "Takes the same flags as run and tune (--experiment_name is optional and \
+        ignored): --root_config_folder DIR, --config_general a b c (one flag per category), and any \
+        config key as --KEY VALUE. --format json prints {\"config\": {...}, \"categories\": \
+        {...}, \"search_space\": [...]} instead of YAML and a table (see docs/configs.md)."
+    )]
+    Config {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -47,6 +58,13 @@ fn main() -> ExitCode {
         Commands::Run { args } => metricbench::run::RunArgs::from_tokens(&args)
             .and_then(metricbench::run::run)
             .map(|_| ()),
+        Commands::Config { args } => {
+            metricbench::config_cmd::ConfigView::from_tokens(&args).and_then(|view| {
+                // Show the merged config even when it cannot run, then say why.
+                print!("{}", view.render()?);
+                view.validate()
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

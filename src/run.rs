@@ -1,10 +1,12 @@
 //! `metricbench run`: one experiment, trained and evaluated by one worker process.
 
+use crate::args::CommonArgs;
 use crate::cli_values::CliValue;
-use crate::config::{self, Selection, CATEGORIES};
+use crate::config::{self, Merged, Selection};
 use crate::executor::{self, JobOutcome};
 use crate::experiment;
 use crate::protocol::{Action, Event, Job, PROTOCOL_VERSION};
+use crate::search_space::{Assignment, SearchSpace};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_yaml::Value;
@@ -21,132 +23,66 @@ pub struct RunArgs {
     pub overrides: Vec<CliValue>,
 }
 
-fn as_string(cv: &CliValue) -> Result<String> {
-    match &cv.value {
-        Value::String(s) => Ok(s.clone()),
-        Value::Number(n) => Ok(n.to_string()),
-        other => bail!(
-            "--{} expects a single word, got {}",
-            cv.key,
-            config::kind_name(other)
-        ),
-    }
-}
-
-fn as_names(cv: &CliValue) -> Result<Vec<String>> {
-    match &cv.value {
-        Value::Sequence(items) => items
-            .iter()
-            .map(|v| match v {
-                Value::String(s) => Ok(s.clone()),
-                other => bail!(
-                    "--{} expects config file names, got {}",
-                    cv.key,
-                    config::kind_name(other)
-                ),
-            })
-            .collect(),
-        _ => Ok(vec![as_string(cv)?]),
-    }
-}
-
-/// The config folder used when `--root_config_folder` is not given: `./configs`, else the shipped
-/// configs of the source tree this binary was built from.
-fn default_config_folder() -> PathBuf {
-    let local = PathBuf::from("configs");
-    if local.is_dir() {
-        return local;
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs")
-}
-
 impl RunArgs {
-    /// Splits parsed `--KEY VALUE` pairs into tool flags and config overrides. Config category lists
-    /// accept several shell words: `--config_general default with_cars196`.
+    /// Splits parsed `--KEY VALUE` pairs into tool flags and config overrides (see
+    /// [`CommonArgs::from_tokens`]). Config category lists accept several shell words:
+    /// `--config_general default with_cars196`.
     pub fn from_tokens(tokens: &[String]) -> Result<RunArgs> {
-        let (category_lists, rest) = split_category_lists(tokens);
-        let values = crate::cli_values::parse(&rest)?;
-        let mut name = None;
-        let mut root_experiment_folder = PathBuf::from("experiments");
-        let mut dataset_root = PathBuf::from("datasets");
-        let mut root_config_folder = None;
-        let mut overrides = Vec::new();
-        for cv in values {
-            match cv.key.as_str() {
-                "experiment_name" => name = Some(as_string(&cv)?),
-                "root_experiment_folder" => root_experiment_folder = as_string(&cv)?.into(),
-                "dataset_root" => dataset_root = as_string(&cv)?.into(),
-                "root_config_folder" => root_config_folder = Some(PathBuf::from(as_string(&cv)?)),
-                k if k.starts_with("config_") => {
-                    let names = as_names(&cv)?;
-                    // Validated below against the category list.
-                    overrides.push(CliValue {
-                        key: k.to_string(),
-                        value: Value::Sequence(names.into_iter().map(Value::String).collect()),
-                    });
-                }
-                _ => overrides.push(cv),
-            }
-        }
-        let experiment_name = name.context(
-            "--experiment_name is required (the experiment's folder name inside --root_experiment_folder)",
-        )?;
-        let mut selection =
-            Selection::defaults(root_config_folder.unwrap_or_else(default_config_folder));
-        let mut config_overrides = Vec::new();
-        for cv in overrides.into_iter().chain(category_lists) {
-            if cv.key.starts_with("config_") {
-                let names = as_names(&cv)?;
-                selection.set(&cv.key, names)?;
-            } else {
-                config_overrides.push(cv);
-            }
+        let common = CommonArgs::from_tokens(tokens)?;
+        let experiment_name = common.require_experiment_name()?.to_string();
+        if let Some(flag) = common.tool_flags.first() {
+            let why = match flag.key.as_str() {
+                "bayes_opt_iters"
+                | "bayesian_optimization_n_iter"
+                | "parallel"
+                | "reproductions"
+                | "executor" => "it is an option of `metricbench tune`",
+                "format" => "it is an option of `metricbench config`",
+                _ => "this version of `run` does not handle it yet",
+            };
+            bail!(
+                "--{} cannot be used with `metricbench run`: {why}",
+                flag.key
+            );
         }
         Ok(RunArgs {
             experiment_name,
-            root_experiment_folder,
-            dataset_root,
-            selection,
-            overrides: config_overrides,
+            root_experiment_folder: common.root_experiment_folder,
+            dataset_root: common.dataset_root,
+            selection: common.selection,
+            overrides: common.overrides,
         })
     }
 }
 
-/// Pulls `--config_<category> a b c` out of the token list (several plain words are a list here,
-/// unlike any other flag), leaving the other tokens for the YAML value parser.
-fn split_category_lists(tokens: &[String]) -> (Vec<CliValue>, Vec<String>) {
-    let mut lists = Vec::new();
-    let mut rest = Vec::new();
-    let mut i = 0;
-    while i < tokens.len() {
-        let t = &tokens[i];
-        let is_category = t
-            .strip_prefix("--")
-            .is_some_and(|k| CATEGORIES.contains(&k));
-        let next_is_list = tokens.get(i + 1).is_some_and(|n| n.starts_with('['));
-        if is_category && !next_is_list {
-            let key = t[2..].to_string();
-            let mut names = Vec::new();
-            i += 1;
-            while i < tokens.len() && !tokens[i].starts_with("--") {
-                names.push(Value::String(tokens[i].clone()));
-                i += 1;
-            }
-            lists.push(CliValue {
-                key,
-                value: Value::Sequence(names),
-            });
-        } else {
-            rest.push(t.clone());
-            i += 1;
-        }
+/// A plain run of a config with search keywords runs once at the parameters' midpoints (SPEC §3.5):
+/// returns the config with the keyword keys replaced (in every category, so the saved configs hold
+/// plain keys) and the midpoints used, if any.
+pub fn substitute_midpoints(merged: Merged) -> Result<(Merged, Option<Assignment>)> {
+    let space = SearchSpace::from_merged(&merged)?;
+    if space.is_empty() {
+        return Ok((merged, None));
     }
-    (lists, rest)
+    let midpoints = space.midpoints();
+    let substituted = space.substitute_merged(&merged, &midpoints)?;
+    Ok((substituted, Some(midpoints)))
 }
 
 /// Runs the experiment and prints its results table.
 pub fn run(args: RunArgs) -> Result<JobOutcome> {
     let merged = config::load(&args.selection, &args.overrides)?;
+    config::check_object_specs(&merged, &args.selection)?;
+    let (merged, midpoints) = substitute_midpoints(merged)?;
+    if let Some(mid) = &midpoints {
+        let shown: Vec<String> = mid.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+        eprintln!(
+            "note: the config defines {} search parameter(s); `run` trains once at the middle of \
+             each range (geometric middle for log scales, first choice for ~CHOICE~); use \
+             `metricbench tune` to search them:\n  {}",
+            mid.len(),
+            shown.join("\n  ")
+        );
+    }
     let combined = merged.combined();
     let folder =
         experiment::new_experiment_folder(&args.root_experiment_folder, &args.experiment_name)?;
@@ -345,5 +281,38 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("config_foo"));
+        let err = RunArgs::from_tokens(&toks("--experiment_name a --bayes_opt_iters 3"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--bayes_opt_iters") && err.contains("tune"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn plain_runs_use_midpoints_and_plain_keys() {
+        let m = |s: &str| -> serde_yaml::Mapping { serde_yaml::from_str(s).unwrap() };
+        let merged = Merged {
+            categories: vec![
+                ("config_general".into(), m("{seed: 0}")),
+                (
+                    "config_optimizers".into(),
+                    m("{optimizers: {t: {Adam: {lr~LOG_BAYESIAN~: [0.0001, 0.01], wd: 0}}}}"),
+                ),
+            ],
+        };
+        let (out, mid) = substitute_midpoints(merged.clone()).unwrap();
+        let mid = mid.unwrap();
+        assert_eq!(mid.len(), 1);
+        let lr = out.categories[1].1["optimizers"]["t"]["Adam"]["lr"]
+            .as_f64()
+            .unwrap();
+        assert!((lr - 0.001).abs() < 1e-12, "{lr}");
+        let text = serde_yaml::to_string(&out.categories[1].1).unwrap();
+        assert!(!text.contains('~'), "{text}");
+        let (same, none) = substitute_midpoints(out.clone()).unwrap();
+        assert!(none.is_none());
+        assert_eq!(same, out);
     }
 }
