@@ -119,7 +119,9 @@ pub fn parse(tokens: &[String]) -> Result<Vec<CliValue>, CliError> {
                 )));
             }
             serde_yaml::from_str::<Value>(&text).map_err(|e| {
-                CliError(format!("the value of --{key} is not valid YAML: `{text}`: {e}"))
+                CliError(format!(
+                    "the value of --{key} is not valid YAML: `{text}`: {e}"
+                ))
             })?
         };
         out.push(CliValue { key, value });

@@ -230,7 +230,11 @@ mod tests {
             "batch_size: 32\npatience: 9\n",
         )
         .unwrap();
-        std::fs::write(dir.path().join("config_general/big.yaml"), "batch_size: 256\n").unwrap();
+        std::fs::write(
+            dir.path().join("config_general/big.yaml"),
+            "batch_size: 256\n",
+        )
+        .unwrap();
         let mut sel = Selection::defaults(dir.path());
         sel.set("config_general", vec!["default".into(), "big".into()])
             .unwrap();
@@ -249,6 +253,9 @@ mod tests {
         assert!(err.contains("config_nope"));
         sel.set("config_models", vec!["missing".into()]).unwrap();
         let err = load(&sel, &[]).unwrap_err().to_string();
-        assert!(err.contains("missing.yaml") && err.contains("available"), "{err}");
+        assert!(
+            err.contains("missing.yaml") && err.contains("available"),
+            "{err}"
+        );
     }
 }

@@ -40,8 +40,11 @@ pub fn worker_argv(worker_command: Option<&serde_yaml::Value>) -> Result<Vec<Str
 
 /// Path of `metricbench-worker` beside the running coordinator.
 pub fn default_worker() -> Result<PathBuf> {
-    let exe = std::env::current_exe().context("cannot locate the running metricbench executable")?;
-    let dir = exe.parent().ok_or_else(|| anyhow!("the executable has no folder"))?;
+    let exe =
+        std::env::current_exe().context("cannot locate the running metricbench executable")?;
+    let dir = exe
+        .parent()
+        .ok_or_else(|| anyhow!("the executable has no folder"))?;
     // Test binaries live one level deeper (target/<profile>/deps); the worker is in target/<profile>.
     for candidate in [dir.join(WORKER_BINARY), dir.join("..").join(WORKER_BINARY)] {
         if candidate.is_file() {

@@ -68,8 +68,7 @@ pub fn new_experiment_folder(root: &Path, name: &str) -> Result<PathBuf> {
                 parent.display()
             );
         }
-        std::fs::create_dir(root)
-            .with_context(|| format!("cannot create {}", root.display()))?;
+        std::fs::create_dir(root).with_context(|| format!("cannot create {}", root.display()))?;
     } else if !root.is_dir() {
         bail!(
             "--root_experiment_folder {} exists but is not a folder",

@@ -6,5 +6,6 @@ pub mod config;
 pub mod executor;
 pub mod experiment;
 pub mod fsutil;
+pub mod optimizer;
 pub mod protocol;
 pub mod run;

@@ -36,7 +36,10 @@ enum Commands {
 fn main() -> ExitCode {
     let mut argv: Vec<String> = std::env::args().collect();
     // `metricbench --experiment_name X ...` is `run` (the original tool had no subcommands).
-    if argv.get(1).is_some_and(|a| a.starts_with("--") && a != "--help" && a != "--version") {
+    if argv
+        .get(1)
+        .is_some_and(|a| a.starts_with("--") && a != "--help" && a != "--version")
+    {
         argv.insert(1, "run".to_string());
     }
     let cli = Cli::parse_from(argv);

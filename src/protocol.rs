@@ -159,7 +159,11 @@ pub struct MalformedLine {
 impl fmt::Display for MalformedLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let shown: String = self.line.chars().take(200).collect();
-        let ellipsis = if self.line.chars().count() > 200 { "..." } else { "" };
+        let ellipsis = if self.line.chars().count() > 200 {
+            "..."
+        } else {
+            ""
+        };
         write!(
             f,
             "the worker printed a line that is not a protocol-v1 event ({}): {:?}{}",
@@ -209,14 +213,14 @@ pub const KNOWN_EVENTS: [&str; 5] = ["ready", "progress", "evaluation", "result"
 impl Job {
     /// Parses the first stdin line of a worker, checking the protocol version.
     pub fn parse_line(line: &str) -> Result<Job, String> {
-        let value: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| format!("the job line is not valid JSON: {e}"))?;
+        let value: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| format!("the job line is not valid JSON: {e}"))?;
         match value.get("protocol").and_then(|v| v.as_u64()) {
             Some(v) if v == u64::from(PROTOCOL_VERSION) => {}
             Some(v) => {
                 return Err(format!(
-                    "the job uses protocol version {v}, this worker speaks version {PROTOCOL_VERSION}"
-                ))
+                "the job uses protocol version {v}, this worker speaks version {PROTOCOL_VERSION}"
+            ))
             }
             None => return Err("the job has no integer \"protocol\" field".to_string()),
         }
@@ -308,19 +312,29 @@ mod tests {
             (r#"{"event": 3}"#, "must be a string"),
             (r#"{"event": "finished"}"#, "unknown event \"finished\""),
             (r#"{"event": "progress", "fold": "f"}"#, "missing field"),
-            (r#"{"event": "error", "kind": "boom", "message": "m"}"#, "unknown variant"),
+            (
+                r#"{"event": "error", "kind": "boom", "message": "m"}"#,
+                "unknown variant",
+            ),
         ] {
             let err = Event::parse_line(line).unwrap_err();
             let text = err.to_string();
             assert!(text.contains(needle), "{line}: {text}");
-            assert!(text.contains(&format!("{line:?}")) || text.contains("..."), "{text}");
+            assert!(
+                text.contains(&format!("{line:?}")) || text.contains("..."),
+                "{text}"
+            );
         }
     }
 
     #[test]
     fn extra_fields_are_ignored() {
-        let line = r#"{"event": "ready", "name": "py", "version": "0.1", "device": "cpu", "pid": 12}"#;
-        assert!(matches!(Event::parse_line(line), Ok(Event::Ready { protocol: 1, .. })));
+        let line =
+            r#"{"event": "ready", "name": "py", "version": "0.1", "device": "cpu", "pid": 12}"#;
+        assert!(matches!(
+            Event::parse_line(line),
+            Ok(Event::Ready { protocol: 1, .. })
+        ));
     }
 
     #[test]

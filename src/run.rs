@@ -220,7 +220,9 @@ pub fn run(args: RunArgs) -> Result<JobOutcome> {
 
 fn show_event(bar: &ProgressBar, event: &Event) {
     match event {
-        Event::Ready { name, device, .. } => bar.println(format!("worker {name} ready on {device}")),
+        Event::Ready { name, device, .. } => {
+            bar.println(format!("worker {name} ready on {device}"))
+        }
         Event::Progress {
             fold,
             epoch,
@@ -277,11 +279,7 @@ pub fn results_table(name: &str, outcome: &JobOutcome) -> String {
     for fold in &outcome.folds {
         let mut row = vec![fold.fold.clone(), fold.best_epoch.to_string()];
         for m in &metric_names {
-            row.push(
-                fold.metrics
-                    .get(m)
-                    .map_or("-".to_string(), format_metric),
-            );
+            row.push(fold.metrics.get(m).map_or("-".to_string(), format_metric));
         }
         rows.push(row);
     }
