@@ -1,0 +1,380 @@
+//! Exact Gaussian-process regression with an ARD Matérn-5/2 kernel, on nalgebra.
+//!
+//! Conventions (same as Optuna's `optuna/_gp`): inputs are unit-cube encodings, outputs are
+//! standardised by the caller, the prior mean is zero, and hyperparameters live in log space:
+//!
+//! `theta = [ln ℓ_1, …, ln ℓ_D, ln s, ln(σ² - NOISE_FLOOR)]`
+//!
+//! with length scales `ℓ`, signal variance `s` and noise variance `σ² = NOISE_FLOOR + e^θ`. The
+//! floor keeps the Cholesky factor well conditioned even when the fit wants an interpolating model
+//! (deterministic objectives), exactly as Optuna's `DEFAULT_MINIMUM_NOISE_VAR`.
+//!
+//! Hyperparameters are the MAP estimate: exact log marginal likelihood plus a log prior
+//! ([`Prior`]), with analytic gradients, maximised by L-BFGS from the previous optimum, the prior's
+//! centre and random restarts.
+
+use nalgebra::{DMatrix, DVector};
+
+use super::kernel::{add_dk_dlogls, add_dk_dx, kernel, matern52, scaled_sqdist};
+use super::minimize::minimize;
+use super::rng::Rng;
+
+/// Lower bound of the noise variance on standardised outputs (Optuna's default minimum).
+pub const NOISE_FLOOR: f64 = 1e-6;
+
+/// Box for the log hyperparameters. Outside it the objective grows quadratically (with a matching
+/// gradient) instead of failing, so L-BFGS line searches that overshoot come back; the kernel is
+/// evaluated at the clamped values. The box is wide: length scales 1e-4..8e3 on the unit cube.
+const LOG_LS_RANGE: (f64, f64) = (-9.0, 9.0);
+const LOG_SIGNAL_RANGE: (f64, f64) = (-12.0, 12.0);
+const LOG_NOISE_RANGE: (f64, f64) = (-30.0, 3.0);
+const BOX_PENALTY: f64 = 1e3;
+
+/// Hyperparameter priors (log densities, constants dropped), applied as densities of the natural
+/// quantity evaluated at the log-parameter — the same MAP objective as Optuna's `default_log_prior`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prior {
+    /// Optuna GPSampler (`optuna/_gp/prior.py`): on each inverse squared length scale
+    /// `λ = 1/ℓ²`: `-(0.1/λ + 0.1 λ)`; signal variance `Gamma(2, 1)`; noise variance
+    /// `Gamma(1.1, 30)`.
+    Optuna,
+    /// BoTorch's dimension-scaled prior (Hvarfner et al. 2024): `ln ℓ_i ~ Normal(√2 + ½ ln D, √3)`;
+    /// noise variance `LogNormal(-4, 1)`; BoTorch fixes no signal variance prior, we keep the mild
+    /// `Gamma(2, 1)` so the MAP problem stays proper.
+    DimScaled,
+}
+
+impl Prior {
+    /// Log prior and its gradient w.r.t. `theta`.
+    fn log_density(self, theta: &[f64], grad: &mut [f64]) -> f64 {
+        let d = theta.len() - 2;
+        let mut lp = 0.0;
+        // Signal variance: Gamma(2, 1) → ln s - s.
+        let s = theta[d].exp();
+        lp += theta[d] - s;
+        grad[d] += 1.0 - s;
+        let en = theta[d + 1].exp();
+        let noise = NOISE_FLOOR + en;
+        match self {
+            Prior::Optuna => {
+                for i in 0..d {
+                    let l2 = (2.0 * theta[i]).exp();
+                    // λ = 1/ℓ²: -(0.1 ℓ² + 0.1 / ℓ²)
+                    lp -= 0.1 * l2 + 0.1 / l2;
+                    grad[i] += -0.2 * l2 + 0.2 / l2;
+                }
+                // Gamma(1.1, 30): 0.1 ln σ² - 30 σ²
+                lp += 0.1 * noise.ln() - 30.0 * noise;
+                grad[d + 1] += (0.1 / noise - 30.0) * en;
+            }
+            Prior::DimScaled => {
+                let mu = std::f64::consts::SQRT_2 + 0.5 * (d as f64).ln();
+                let var = 3.0;
+                for i in 0..d {
+                    lp -= (theta[i] - mu).powi(2) / (2.0 * var);
+                    grad[i] -= (theta[i] - mu) / var;
+                }
+                let z = noise.ln() + 4.0;
+                lp -= 0.5 * z * z;
+                grad[d + 1] -= z / noise * en;
+            }
+        }
+        lp
+    }
+
+    /// The prior's centre, the deterministic first start of every fit.
+    pub(crate) fn default_theta(self, d: usize) -> Vec<f64> {
+        let ls = match self {
+            Prior::Optuna => 0.0,
+            Prior::DimScaled => std::f64::consts::SQRT_2 + 0.5 * (d as f64).ln(),
+        };
+        let mut t = vec![ls; d];
+        t.push(0.0);
+        t.push((1e-3f64).ln());
+        t
+    }
+}
+
+/// Training inputs, row-major (`n` points of `d` coordinates).
+#[derive(Clone, Debug)]
+pub(crate) struct Data {
+    pub x: Vec<f64>,
+    pub y: Vec<f64>,
+    pub d: usize,
+}
+
+impl Data {
+    pub fn n(&self) -> usize {
+        self.y.len()
+    }
+    pub fn row(&self, i: usize) -> &[f64] {
+        &self.x[i * self.d..(i + 1) * self.d]
+    }
+}
+
+fn clamp_theta(theta: &[f64]) -> (Vec<f64>, f64, Vec<f64>) {
+    let d = theta.len() - 2;
+    let mut t = theta.to_vec();
+    let mut pen = 0.0;
+    let mut pgrad = vec![0.0; theta.len()];
+    for (i, v) in t.iter_mut().enumerate() {
+        let (lo, hi) = if i < d {
+            LOG_LS_RANGE
+        } else if i == d {
+            LOG_SIGNAL_RANGE
+        } else {
+            LOG_NOISE_RANGE
+        };
+        let c = v.clamp(lo, hi);
+        pen += BOX_PENALTY * (*v - c).powi(2);
+        pgrad[i] = 2.0 * BOX_PENALTY * (*v - c);
+        *v = c;
+    }
+    (t, pen, pgrad)
+}
+
+/// Kernel matrix `s R + σ² I` for clamped `theta`.
+fn gram(data: &Data, theta: &[f64]) -> DMatrix<f64> {
+    let d = data.d;
+    let inv_ls2: Vec<f64> = theta[..d].iter().map(|l| (-2.0 * l).exp()).collect();
+    let s = theta[d].exp();
+    let noise = NOISE_FLOOR + theta[d + 1].exp();
+    let n = data.n();
+    let mut k = DMatrix::zeros(n, n);
+    for a in 0..n {
+        k[(a, a)] = s + noise;
+        for b in 0..a {
+            let v = kernel(data.row(a), data.row(b), &inv_ls2, s);
+            k[(a, b)] = v;
+            k[(b, a)] = v;
+        }
+    }
+    k
+}
+
+/// Cholesky with escalating jitter: positive definiteness can be lost to round-off when points
+/// nearly coincide and the noise is at its floor. Gives up (None) past a jitter of 1e-2 · diag.
+fn robust_cholesky(mut k: DMatrix<f64>) -> Option<nalgebra::Cholesky<f64, nalgebra::Dyn>> {
+    let scale = (0..k.nrows())
+        .map(|i| k[(i, i)])
+        .fold(0.0, f64::max)
+        .max(1e-300);
+    let mut jitter = 0.0;
+    for _ in 0..8 {
+        if let Some(c) = k.clone().cholesky() {
+            return Some(c);
+        }
+        let next = if jitter == 0.0 {
+            1e-10 * scale
+        } else {
+            jitter * 10.0
+        };
+        for i in 0..k.nrows() {
+            k[(i, i)] += next - jitter;
+        }
+        jitter = next;
+        if jitter > 1e-2 * scale {
+            break;
+        }
+    }
+    None
+}
+
+/// Negative log posterior (−LML − log prior), divided by `n` so tolerances do not depend on the
+/// data size, and its gradient. `None` if the Cholesky factorisation fails even with jitter.
+pub(crate) fn neg_log_posterior(
+    data: &Data,
+    theta: &[f64],
+    prior: Prior,
+) -> Option<(f64, Vec<f64>)> {
+    let n = data.n();
+    let d = data.d;
+    let (t, pen, pgrad) = clamp_theta(theta);
+    let chol = robust_cholesky(gram(data, &t))?;
+    let y = DVector::from_column_slice(&data.y);
+    let alpha = chol.solve(&y);
+    let l = chol.l_dirty();
+    let logdet: f64 = (0..n).map(|i| l[(i, i)].ln()).sum::<f64>() * 2.0;
+    let lml =
+        -0.5 * y.dot(&alpha) - 0.5 * logdet - 0.5 * n as f64 * (2.0 * std::f64::consts::PI).ln();
+
+    // ∂LML/∂θ_j = ½ tr((ααᵀ − K⁻¹) ∂K/∂θ_j)
+    let kinv = chol.inverse();
+    let inv_ls2: Vec<f64> = t[..d].iter().map(|l| (-2.0 * l).exp()).collect();
+    let s = t[d].exp();
+    let en = t[d + 1].exp();
+    let mut grad = vec![0.0; d + 2];
+    for a in 0..n {
+        let waa = alpha[a] * alpha[a] - kinv[(a, a)];
+        grad[d] += 0.5 * waa * s;
+        grad[d + 1] += 0.5 * waa * en;
+        for b in 0..a {
+            let wab = alpha[a] * alpha[b] - kinv[(a, b)];
+            // Off-diagonal pairs appear twice in the trace; ½ · 2 = 1.
+            let (ra, rb) = (data.row(a), data.row(b));
+            add_dk_dlogls(ra, rb, &inv_ls2, s, wab, &mut grad[..d]);
+            grad[d] += wab * s * matern52(scaled_sqdist(ra, rb, &inv_ls2));
+        }
+    }
+    let mut pg = vec![0.0; d + 2];
+    let lp = prior.log_density(&t, &mut pg);
+    let nf = n as f64;
+    let value = (-(lml + lp) + pen) / nf;
+    let g = (0..d + 2)
+        .map(|j| (-(grad[j] + pg[j]) + pgrad[j]) / nf)
+        .collect();
+    Some((value, g))
+}
+
+/// MAP hyperparameters. Starts: `previous` (warm start from the last fit, if its dimension
+/// matches), the prior's centre, and `n_random` random points; each is refined by L-BFGS and the
+/// best final objective wins. Falls back to the prior's centre if every start fails.
+pub(crate) fn fit(
+    data: &Data,
+    prior: Prior,
+    previous: Option<&[f64]>,
+    n_random: usize,
+    rng: &mut Rng,
+) -> Vec<f64> {
+    let d = data.d;
+    let mut starts = Vec::new();
+    if let Some(p) = previous.filter(|p| p.len() == d + 2) {
+        starts.push(p.to_vec());
+    }
+    starts.push(prior.default_theta(d));
+    for _ in 0..n_random {
+        let mut t: Vec<f64> = (0..d)
+            .map(|_| rng.uniform_in((0.05f64).ln(), (3.0f64).ln()))
+            .collect();
+        t.push(rng.uniform_in((0.3f64).ln(), (3.0f64).ln()));
+        t.push(rng.uniform_in((1e-6f64).ln(), (1e-1f64).ln()));
+        starts.push(t);
+    }
+    let f = |t: &[f64]| neg_log_posterior(data, t, prior);
+    let mut best: Option<(Vec<f64>, f64)> = None;
+    for s in starts {
+        if let Some((t, v)) = minimize(&f, s, 200) {
+            if best.as_ref().is_none_or(|(_, b)| v < *b) {
+                best = Some((t, v));
+            }
+        }
+    }
+    let theta = best
+        .map(|(t, _)| t)
+        .unwrap_or_else(|| prior.default_theta(d));
+    clamp_theta(&theta).0
+}
+
+/// The posterior of a GP with fixed hyperparameters, ready for prediction.
+#[derive(Clone, Debug)]
+pub(crate) struct Posterior {
+    data: Data,
+    inv_ls2: Vec<f64>,
+    signal: f64,
+    alpha: DVector<f64>,
+    kinv: DMatrix<f64>,
+    pub theta: Vec<f64>,
+}
+
+/// Smallest latent variance reported, relative to the signal variance, so that `σ` is never 0
+/// (round-off can make `s − kᵀK⁻¹k` slightly negative at training points).
+const MIN_VAR_REL: f64 = 1e-12;
+
+impl Posterior {
+    pub fn new(data: Data, theta: &[f64]) -> Option<Self> {
+        let (t, _, _) = clamp_theta(theta);
+        let d = data.d;
+        let chol = robust_cholesky(gram(&data, &t))?;
+        let alpha = chol.solve(&DVector::from_column_slice(&data.y));
+        let kinv = chol.inverse();
+        Some(Self {
+            inv_ls2: t[..d].iter().map(|l| (-2.0 * l).exp()).collect(),
+            signal: t[d].exp(),
+            data,
+            alpha,
+            kinv,
+            theta: t,
+        })
+    }
+
+    pub fn data(&self) -> &Data {
+        &self.data
+    }
+
+    /// The same hyperparameters conditioned on extra (fantasy) observations.
+    pub fn with_extra(&self, x: &[f64], y: f64) -> Option<Self> {
+        let mut data = self.data.clone();
+        data.x.extend_from_slice(x);
+        data.y.push(y);
+        Posterior::new(data, &self.theta)
+    }
+
+    fn min_var(&self) -> f64 {
+        self.signal * MIN_VAR_REL
+    }
+
+    /// Posterior mean and latent (noise-free) variance at `x`.
+    pub fn predict(&self, x: &[f64]) -> (f64, f64) {
+        let n = self.data.n();
+        let k = DVector::from_iterator(
+            n,
+            (0..n).map(|a| kernel(x, self.data.row(a), &self.inv_ls2, self.signal)),
+        );
+        let mean = k.dot(&self.alpha);
+        let q = &self.kinv * &k;
+        let var = (self.signal - k.dot(&q)).max(self.min_var());
+        (mean, var)
+    }
+
+    /// Mean, variance and their gradients w.r.t. `x`. The variance gradient is zero where the
+    /// variance is clamped at its minimum.
+    pub fn predict_with_grad(&self, x: &[f64]) -> (f64, f64, Vec<f64>, Vec<f64>) {
+        let n = self.data.n();
+        let d = self.data.d;
+        let k = DVector::from_iterator(
+            n,
+            (0..n).map(|a| kernel(x, self.data.row(a), &self.inv_ls2, self.signal)),
+        );
+        let mean = k.dot(&self.alpha);
+        let q = &self.kinv * &k;
+        let raw_var = self.signal - k.dot(&q);
+        let mut dmean = vec![0.0; d];
+        let mut dvar = vec![0.0; d];
+        for a in 0..n {
+            let row = self.data.row(a);
+            add_dk_dx(
+                x,
+                row,
+                &self.inv_ls2,
+                self.signal,
+                self.alpha[a],
+                &mut dmean,
+            );
+            add_dk_dx(x, row, &self.inv_ls2, self.signal, -2.0 * q[a], &mut dvar);
+        }
+        if raw_var <= self.min_var() {
+            dvar.iter_mut().for_each(|v| *v = 0.0);
+        }
+        (mean, raw_var.max(self.min_var()), dmean, dvar)
+    }
+
+    /// Means and variances of many points at once (one matrix product instead of `m` mat-vecs).
+    pub fn predict_many(&self, xs: &[Vec<f64>]) -> Vec<(f64, f64)> {
+        let n = self.data.n();
+        let m = xs.len();
+        if m == 0 {
+            return Vec::new();
+        }
+        let ks = DMatrix::from_fn(m, n, |j, a| {
+            kernel(&xs[j], self.data.row(a), &self.inv_ls2, self.signal)
+        });
+        let q = &ks * &self.kinv;
+        let means = &ks * &self.alpha;
+        (0..m)
+            .map(|j| {
+                let quad = ks.row(j).dot(&q.row(j));
+                (means[j], (self.signal - quad).max(self.min_var()))
+            })
+            .collect()
+    }
+}
