@@ -12,3 +12,4 @@ pub mod optimizer;
 pub mod protocol;
 pub mod run;
 pub mod search_space;
+pub mod study;

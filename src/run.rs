@@ -36,6 +36,9 @@ impl RunArgs {
                 | "bayesian_optimization_n_iter"
                 | "parallel"
                 | "reproductions"
+                | "prune"
+                | "prune_warmup"
+                | "trial_timeout"
                 | "executor" => "it is an option of `metricbench tune`",
                 "format" => "it is an option of `metricbench config`",
                 _ => "this version of `run` does not handle it yet",
