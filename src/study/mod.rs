@@ -570,6 +570,7 @@ async fn search(study: &Study) -> Result<()> {
     let mut tasks: JoinSet<TaskResult> = JoinSet::new();
     let mut running: BTreeMap<u64, Running> = BTreeMap::new();
     let host = hostname();
+    let mut last_files_write = Instant::now() - Duration::from_secs(10);
 
     loop {
         // Keep the workers busy: interrupted trials first, then new suggestions. Trial indices are
@@ -760,8 +761,13 @@ async fn search(study: &Study) -> Result<()> {
                 if let Some(b) = best_so_far {
                     overall.set_message(format!("best {} {b:.4}", study.primary_metric));
                 }
-                let trials = store.trials()?;
-                report::write_trial_files(&study.folder, &study.space, &trials, &study.primary_metric)?;
+                // trials.csv and best_parameters.yaml are views of study.db (rewritten in full at the
+                // end); refreshing them at most once a second keeps fast trials from paying for it.
+                if last_files_write.elapsed() >= Duration::from_secs(1) {
+                    let trials = store.trials()?;
+                    report::write_trial_files(&study.folder, &study.space, &trials, &study.primary_metric)?;
+                    last_files_write = Instant::now();
+                }
                 if !any_completed_at_start && best_so_far.is_none() && failures_in_a_row >= give_up_after {
                     for r in running.values() {
                         let _ = r.stop.try_send(Command::Stop);
