@@ -28,11 +28,27 @@ pub fn best_trial(trials: &[TrialRecord]) -> Option<TrialRecord> {
         .cloned()
 }
 
+/// `name=value` pairs, floats with 4 significant digits (the full values are in study.db and
+/// trials.csv). Parameter names are shortened to their last path component.
 pub fn format_parameters(p: &Map<String, Value>) -> String {
     p.iter()
-        .map(|(k, v)| match v.as_f64() {
-            Some(x) if v.is_f64() => format!("{k}={x:.4e}"),
-            _ => format!("{k}={v}"),
+        .map(|(k, v)| {
+            let short = k.rsplit('/').next().unwrap_or(k);
+            let owner = k
+                .rsplit('/')
+                .nth(1)
+                .map_or(String::new(), |o| format!("{o}/"));
+            let value = match v.as_f64() {
+                Some(x) if v.is_f64() => {
+                    if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e4) {
+                        format!("{x:.3e}")
+                    } else {
+                        format!("{}", (x * 1e4).round() / 1e4)
+                    }
+                }
+                _ => v.to_string(),
+            };
+            format!("{owner}{short}={value}")
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -390,15 +406,15 @@ pub fn summary_table(
             .total_cmp(&a.objective_mean.unwrap_or(f64::NAN))
     });
     out.push_str(&format!(
-        "{:<6} {:<10} {:>10} {:>8}  parameters\n",
-        "trial",
-        "state",
-        metric.chars().take(10).collect::<String>(),
-        "SEM"
+        "objective: {metric} (mean over folds of each fold's best validation epoch)\n"
+    ));
+    out.push_str(&format!(
+        "{:<6} {:<10} {:>9} {:>8}  parameters\n",
+        "trial", "state", "objective", "SEM"
     ));
     for t in ranked.iter().take(10) {
         out.push_str(&format!(
-            "{:<6} {:<10} {:>10.4} {:>8}  {}\n",
+            "{:<6} {:<10} {:>9.4} {:>8}  {}\n",
             t.index,
             t.state.as_str(),
             t.objective_mean.unwrap_or(f64::NAN),
