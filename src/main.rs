@@ -43,6 +43,11 @@ enum Commands {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
         args: Vec<String>,
     },
+    /// Rewrite a study's tables, plots and report.html from its study.db.
+    Report {
+        /// The study folder (`<root_experiment_folder>/<experiment_name>`).
+        path: std::path::PathBuf,
+    },
     /// Print the merged config and its search space; runs nothing.
     #[command(
         after_help = "Takes the same flags as run and tune (--experiment_name is optional and \
@@ -77,6 +82,7 @@ fn main() -> ExitCode {
         Commands::Tune { args } => metricbench::study::TuneArgs::from_tokens(&args)
             .and_then(metricbench::study::tune)
             .map(|_| ()),
+        Commands::Report { path } => metricbench::study::report_command(&path),
         Commands::Config { args } => {
             metricbench::config_cmd::ConfigView::from_tokens(&args).and_then(|view| {
                 // Show the merged config even when it cannot run, then say why.

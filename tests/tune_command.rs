@@ -177,6 +177,29 @@ fn a_study_finds_the_known_optimum_and_its_files_agree() {
     }
     assert!(overlaps >= 5, "only {overlaps} overlapping trial pairs");
     assert!(all.contains("best trial: "), "{all}");
+
+    // report.html embeds both plots and names the best trial; `metricbench report` rewrites it.
+    let html = std::fs::read_to_string(study.join("report.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 2, "trace and slices");
+    assert!(html.contains(&format!("Best trial: {}", best.name)));
+    std::fs::remove_file(study.join("report.html")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_metricbench"))
+        .args(["report"])
+        .arg(&study)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(study.join("report.html").is_file());
+    let out = Command::new(env!("CARGO_BIN_EXE_metricbench"))
+        .args(["report"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        text(&out).contains("is not a study folder"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]

@@ -13,6 +13,7 @@
 //! coordinators off one study, so a killed coordinator never leaves an orphan writing into a trial
 //! that its successor resumes.
 
+pub mod plots;
 pub mod pruner;
 pub mod report;
 pub mod sampler;
@@ -470,6 +471,37 @@ struct Running {
 
 type TaskResult = (u64, Result<JobOutcome, String>, Option<String>);
 
+/// `metricbench report PATH` for a study folder: rewrites `trials.csv`, `best_parameters.yaml`, the
+/// plots and `report.html` from `study.db` (e.g. while the study runs, or after copying it).
+pub fn report_command(path: &Path) -> Result<()> {
+    let db = path.join("study.db");
+    if !db.is_file() {
+        bail!(
+            "{} is not a study folder (it has no study.db); `metricbench report` reads the folder              of a `metricbench tune` study",
+            path.display()
+        );
+    }
+    let store = StudyStore::open(&db)?;
+    let merged = experiment::load_saved_configs(path)?;
+    let space = SearchSpace::from_merged(&merged)?;
+    let combined = merged.combined();
+    let metric = primary_metric(&combined);
+    let trials = store.trials()?;
+    report::write_trial_files(path, &space, &trials, &metric)?;
+    let name = store.get_meta("experiment_name")?.unwrap_or_else(|| {
+        path.file_name()
+            .map_or("study".into(), |n| n.to_string_lossy().into_owned())
+    });
+    plots::write_html_report(path, &name, &space, &trials, &metric, None)?;
+    println!(
+        "{}
+wrote {}",
+        report::summary_table(&name, &trials, &metric, None),
+        path.join("report.html").display()
+    );
+    Ok(())
+}
+
 /// Runs `tune`: the search, then the best trial's test evaluation and reproductions.
 pub fn tune(args: TuneArgs) -> Result<StudySummary> {
     let (study, _lock) = Study::open(args)?;
@@ -493,6 +525,14 @@ pub fn tune(args: TuneArgs) -> Result<StudySummary> {
         );
     };
     let test_report = runtime.block_on(report::test_best(&study, &best))?;
+    plots::write_html_report(
+        &study.folder,
+        &study.args.experiment_name,
+        &study.space,
+        &trials,
+        &study.primary_metric,
+        Some(&test_report),
+    )?;
     println!(
         "{}",
         report::summary_table(
