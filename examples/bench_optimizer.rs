@@ -152,12 +152,11 @@ struct RunResult {
     last_time: f64,
 }
 
-fn run(p: &Problem, seed: u64, budget: usize, prior: Prior) -> RunResult {
+fn run(p: &Problem, seed: u64, budget: usize, base: &OptimizerConfig) -> RunResult {
     let config = OptimizerConfig {
         seed,
         direction: Direction::Minimize,
-        prior,
-        ..Default::default()
+        ..base.clone()
     };
     let mut opt = Optimizer::new(space_of(p), config);
     let n_init = opt.n_initial();
@@ -239,6 +238,22 @@ fn main() {
         _ => Prior::Optuna,
     };
     let only = get("--functions");
+    let mut base = OptimizerConfig {
+        prior,
+        ..Default::default()
+    };
+    if let Some(v) = get("--n-initial") {
+        base.n_initial = Some(v.parse().expect("--n-initial N"));
+    }
+    if let Some(v) = get("--n-candidates") {
+        base.n_candidates = v.parse().expect("--n-candidates N");
+    }
+    if let Some(v) = get("--n-local") {
+        base.n_local_searches = v.parse().expect("--n-local N");
+    }
+    if let Some(v) = get("--n-restarts") {
+        base.n_fit_restarts = v.parse().expect("--n-restarts N");
+    }
     let mut json_rows = Vec::new();
     println!("metricbench GP-LogEI, budget {budget}, {seeds} seeds, prior {prior:?}");
     println!(
@@ -255,7 +270,7 @@ fn main() {
         let mut times = Vec::new();
         let mut last = Vec::new();
         for seed in 0..seeds {
-            let r = run(&p, seed, budget, prior);
+            let r = run(&p, seed, budget, &base);
             regrets.push(r.regret);
             times.extend(r.gp_times);
             last.push(r.last_time);

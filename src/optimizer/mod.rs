@@ -22,7 +22,7 @@
 //!   inside the acquisition; choices one-hot.
 //! * **Initial design**: the first `max(5, #params)` successful observations come from a scrambled
 //!   Sobol sequence (configurable); the GP takes over afterwards.
-//! * **Model** ([`gp`]): ARD Matérn-5/2, zero mean on standardised outputs, noise variance ≥ 1e-6,
+//! * **Model** ([`gp`]): ARD Matérn-5/2, zero mean on standardised outputs, noise variance ≥ 1e-8,
 //!   MAP hyperparameters (exact LML + Optuna's priors by default, see [`Prior`]) by L-BFGS from
 //!   the previous optimum, the prior centre and random restarts.
 //! * **Acquisition** ([`acquisition`]): log expected improvement (Ament et al. 2023), maximised
@@ -200,6 +200,12 @@ impl Optimizer {
     /// Number of failed points (including non-finite objectives).
     pub fn n_failed(&self) -> usize {
         self.failed.len()
+    }
+
+    /// Hyperparameters of the last GP fit, `[ln ℓ_1..ln ℓ_D, ln s, ln(σ² − floor)]` on the
+    /// encoded coordinates (for reports and debugging).
+    pub fn last_hyperparameters(&self) -> Option<&[f64]> {
+        self.last_theta.as_deref()
     }
 
     /// The number of initial Sobol successes before the GP is used.
@@ -433,12 +439,15 @@ impl Optimizer {
                     .collect()
             }
         };
+        let n_sobol = pool.len();
         let data = post.data();
-        let mut order: Vec<usize> = (0..self.observations.len().min(data.n())).collect();
-        order.sort_by(|&a, &b| data.y[b].total_cmp(&data.y[a]));
+        // Real observations come first in the model data; fantasies (pending points) follow.
+        let n_real = self.observations.len().min(data.n());
+        let mut order: Vec<usize> = (0..n_real).collect();
+        order.sort_by(|&a, &b| data.y[b].total_cmp(&data.y[a]).then(a.cmp(&b)));
         for &i in order.iter().take(5) {
             for j in 0..20 {
-                let sigma = [0.1, 0.03, 0.01][j % 3];
+                let sigma = [0.1, 0.03, 0.01, 0.003][j % 4];
                 let mut x = data.row(i).to_vec();
                 for c in space.continuous_coords() {
                     x[c] += sigma * rng.normal();
@@ -454,31 +463,79 @@ impl Optimizer {
                 pool.push(x);
             }
         }
-        let preds = post.predict_many(&pool);
-        let mut scored: Vec<(f64, usize)> = preds
+        let scores: Vec<f64> = post
+            .predict_many(&pool)
             .iter()
             .enumerate()
-            .filter(|(i, _)| !is_excluded(&pool[*i]))
             .map(|(i, &(m, v))| {
                 let s = acquisition::log_ei(m, v, best).0;
-                (if s.is_nan() { f64::NEG_INFINITY } else { s }, i)
+                if s.is_nan() || is_excluded(&pool[i]) {
+                    f64::NEG_INFINITY
+                } else {
+                    s
+                }
             })
             .collect();
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let argmax = |range: std::ops::Range<usize>| {
+            range
+                .filter(|&i| scores[i] > f64::NEG_INFINITY)
+                .fold(None, |b: Option<usize>, i| match b {
+                    Some(b) if scores[b] >= scores[i] => Some(b),
+                    _ => Some(i),
+                })
+        };
 
-        let mut starts: Vec<&Vec<f64>> = Vec::new();
-        for &(_, i) in &scored {
-            if starts.len() >= self.config.n_local_searches {
-                break;
-            }
-            if !starts.iter().any(|s| same_point(s, &pool[i])) {
-                starts.push(&pool[i]);
+        // Local-search starts, as in Optuna's optimize_acqf_mixed: the best candidate, the best
+        // observed point (exploitation), the best local perturbation, and the rest drawn by
+        // roulette with weights exp(score − max) among the Sobol candidates. The roulette spreads
+        // the starts over several acquisition modes instead of crowding one basin.
+        let mut start_idx: Vec<usize> = Vec::new();
+        let mut starts: Vec<Vec<f64>> = Vec::new();
+        if let Some(i) = argmax(0..n_sobol) {
+            start_idx.push(i);
+            starts.push(pool[i].clone());
+        }
+        if let Some(&i) = order.first() {
+            starts.push(data.row(i).to_vec());
+        }
+        if let Some(i) = argmax(n_sobol..pool.len()) {
+            starts.push(pool[i].clone());
+        }
+        if let Some(top) = start_idx.first().map(|&i| scores[i]) {
+            let mut weights: Vec<f64> = (0..n_sobol)
+                .map(|i| {
+                    if start_idx.contains(&i) {
+                        0.0
+                    } else {
+                        (scores[i] - top).exp()
+                    }
+                })
+                .collect();
+            while starts.len() < self.config.n_local_searches {
+                let total: f64 = weights.iter().sum();
+                if !(total > 0.0) {
+                    break;
+                }
+                let mut r = rng.uniform() * total;
+                let mut pick = None;
+                for (i, w) in weights.iter().enumerate() {
+                    if *w > 0.0 {
+                        pick = Some(i);
+                        if r < *w {
+                            break;
+                        }
+                        r -= w;
+                    }
+                }
+                let Some(i) = pick else { break };
+                weights[i] = 0.0;
+                starts.push(pool[i].clone());
             }
         }
         let mut best_point: Option<(Vec<f64>, f64)> =
-            scored.first().map(|&(s, i)| (pool[i].clone(), s));
+            argmax(0..pool.len()).map(|i| (pool[i].clone(), scores[i]));
         for start in starts {
-            let (x, s) = self.local_search(post, best, start.clone());
+            let (x, s) = self.local_search(post, best, start);
             if !is_excluded(&x) && best_point.as_ref().is_none_or(|(_, b)| s > *b) {
                 best_point = Some((x, s));
             }
