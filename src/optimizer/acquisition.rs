@@ -178,7 +178,9 @@ mod tests {
 
     #[test]
     fn log_h_derivative_matches_finite_differences() {
-        for z in [2.0f64, 0.3, -0.9, -1.2, -4.0, -15.0, -19.9, -20.1, -60.0, -1e3] {
+        for z in [
+            2.0f64, 0.3, -0.9, -1.2, -4.0, -15.0, -19.9, -20.1, -60.0, -1e3,
+        ] {
             let h = 1e-5 * (1.0f64).max(z.abs());
             let fd = (log_h(z + h).0 - log_h(z - h).0) / (2.0 * h);
             let (_, d) = log_h(z);

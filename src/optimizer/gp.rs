@@ -194,7 +194,31 @@ pub(crate) fn neg_log_posterior(
     let n = data.n();
     let d = data.d;
     let (t, pen, pgrad) = clamp_theta(theta);
-    let chol = robust_cholesky(gram(data, &t))?;
+    let (lml, grad) = log_marginal_likelihood(data, &t)?;
+    let mut pg = vec![0.0; d + 2];
+    let lp = prior.log_density(&t, &mut pg);
+    let nf = n as f64;
+    let value = (-(lml + lp) + pen) / nf;
+    // Where θ_j is clamped the likelihood is flat in θ_j; only the penalty slope remains.
+    let g = (0..d + 2)
+        .map(|j| {
+            let data_part = if t[j] == theta[j] {
+                -(grad[j] + pg[j])
+            } else {
+                0.0
+            };
+            (data_part + pgrad[j]) / nf
+        })
+        .collect();
+    Some((value, g))
+}
+
+/// Exact log marginal likelihood `−½ yᵀK⁻¹y − ½ ln|K| − n/2 ln 2π` and its gradient w.r.t. the
+/// (unclamped) log hyperparameters. `None` if the Cholesky factorisation fails even with jitter.
+pub(crate) fn log_marginal_likelihood(data: &Data, t: &[f64]) -> Option<(f64, Vec<f64>)> {
+    let n = data.n();
+    let d = data.d;
+    let chol = robust_cholesky(gram(data, t))?;
     let y = DVector::from_column_slice(&data.y);
     let alpha = chol.solve(&y);
     let l = chol.l_dirty();
@@ -220,18 +244,7 @@ pub(crate) fn neg_log_posterior(
             grad[d] += wab * s * matern52(scaled_sqdist(ra, rb, &inv_ls2));
         }
     }
-    let mut pg = vec![0.0; d + 2];
-    let lp = prior.log_density(&t, &mut pg);
-    let nf = n as f64;
-    let value = (-(lml + lp) + pen) / nf;
-    // Where θ_j is clamped the likelihood is flat in θ_j; only the penalty slope remains.
-    let g = (0..d + 2)
-        .map(|j| {
-            let data_part = if t[j] == theta[j] { -(grad[j] + pg[j]) } else { 0.0 };
-            (data_part + pgrad[j]) / nf
-        })
-        .collect();
-    Some((value, g))
+    Some((lml, grad))
 }
 
 /// MAP hyperparameters. Starts: `previous` (warm start from the last fit, if its dimension
@@ -397,7 +410,8 @@ mod tests {
         let y: Vec<f64> = (0..n)
             .map(|i| {
                 let r = &x[i * d..(i + 1) * d];
-                (3.0 * r[0]).sin() + r.iter().map(|v| v * v).sum::<f64>() - 0.5 + 0.01 * rng.normal()
+                (3.0 * r[0]).sin() + r.iter().map(|v| v * v).sum::<f64>() - 0.5
+                    + 0.01 * rng.normal()
             })
             .collect();
         Data { x, y, d }
@@ -407,8 +421,11 @@ mod tests {
     fn neg_log_posterior_gradient_matches_finite_differences() {
         for prior in [Prior::Optuna, Prior::DimScaled] {
             let data = toy(12, 3, 1);
-            for theta in [vec![-0.5, 0.2, -1.0, 0.3, -4.0], vec![0.4, -1.5, 0.0, -0.7, -9.0], vec![-2.0, 1.0, 0.5, 1.2, -1.0]]
-            {
+            for theta in [
+                vec![-0.5, 0.2, -1.0, 0.3, -4.0],
+                vec![0.4, -1.5, 0.0, -0.7, -9.0],
+                vec![-2.0, 1.0, 0.5, 1.2, -1.0],
+            ] {
                 let (_, g) = neg_log_posterior(&data, &theta, prior).unwrap();
                 for j in 0..theta.len() {
                     let h = 1e-6;
@@ -443,7 +460,11 @@ mod tests {
             let fd = (neg_log_posterior(&data, &tp, Prior::Optuna).unwrap().0
                 - neg_log_posterior(&data, &tm, Prior::Optuna).unwrap().0)
                 / (2.0 * h);
-            assert!((fd - g[j]).abs() < 1e-5 * g[j].abs().max(1.0), "param {j}: fd {fd} analytic {}", g[j]);
+            assert!(
+                (fd - g[j]).abs() < 1e-5 * g[j].abs().max(1.0),
+                "param {j}: fd {fd} analytic {}",
+                g[j]
+            );
         }
     }
 
@@ -459,7 +480,10 @@ mod tests {
         // The fitted model predicts held-out points of the smooth toy function well.
         let post = Posterior::new(data, &theta).unwrap();
         let test = toy(50, 3, 77);
-        let mse: f64 = (0..50).map(|i| (post.predict(test.row(i)).0 - test.y[i]).powi(2)).sum::<f64>() / 50.0;
+        let mse: f64 = (0..50)
+            .map(|i| (post.predict(test.row(i)).0 - test.y[i]).powi(2))
+            .sum::<f64>()
+            / 50.0;
         let var: f64 = {
             let m = test.y.iter().sum::<f64>() / 50.0;
             test.y.iter().map(|y| (y - m).powi(2)).sum::<f64>() / 50.0
@@ -487,6 +511,121 @@ mod tests {
             let (mm, vm) = post.predict(&xm);
             assert!(((mp - mm) / (2.0 * h) - dm[i]).abs() < 1e-6, "mean dim {i}");
             assert!(((vp - vm) / (2.0 * h) - dv[i]).abs() < 1e-6, "var dim {i}");
+        }
+    }
+}
+
+/// Cross-checks against independent implementations with fixed hyperparameters.
+#[cfg(test)]
+mod reference_tests {
+    use super::*;
+
+    /// The data of `scripts/reference/gp_reference.py`: a Kronecker sequence and a closed form.
+    fn kronecker(n: usize, offset: f64) -> Vec<Vec<f64>> {
+        const ALPHAS: [f64; 3] = [0.6180339887498949, 0.7548776662466927, 0.5698402909980532];
+        (0..n)
+            .map(|i| {
+                ALPHAS
+                    .iter()
+                    .map(|a| (offset + (i + 1) as f64 * a) % 1.0)
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn f(x: &[f64]) -> f64 {
+        (3.0 * x[0]).sin() + x[1] * x[1] - 0.5 * x[2]
+    }
+
+    fn data(xs: &[Vec<f64>]) -> Data {
+        Data {
+            x: xs.concat(),
+            y: xs.iter().map(|x| f(x)).collect(),
+            d: 3,
+        }
+    }
+
+    #[test]
+    fn posterior_and_lml_match_scikit_learn() {
+        // Output of scripts/reference/gp_reference.py (scikit-learn 1.9.1, GaussianProcessRegressor
+        // with s·Matern(ℓ=[0.3, 0.7, 1.5], ν=2.5), s = 1.3, alpha = 1e-4, no optimiser).
+        const SK_LML: f64 = -6.323152008497462;
+        const SK_MEAN: [f64; 4] = [
+            0.03831345034269519,
+            1.2799371745066688,
+            0.7540231518998158,
+            0.5108178764380753,
+        ];
+        const SK_VAR: [f64; 4] = [
+            0.07057112131974352,
+            0.08622058518532393,
+            0.08873017842788689,
+            0.028124346768587216,
+        ];
+        let train = data(&kronecker(8, 0.0));
+        let theta = vec![
+            0.3f64.ln(),
+            0.7f64.ln(),
+            1.5f64.ln(),
+            1.3f64.ln(),
+            (1e-4 - NOISE_FLOOR).ln(),
+        ];
+        let (lml, _) = log_marginal_likelihood(&train, &theta).unwrap();
+        assert!((lml - SK_LML).abs() < 1e-9, "LML {lml} vs {SK_LML}");
+        let post = Posterior::new(train, &theta).unwrap();
+        let test = kronecker(4, 0.31);
+        for (i, x) in test.iter().enumerate() {
+            let (m, v) = post.predict(x);
+            assert!(
+                (m - SK_MEAN[i]).abs() < 1e-9,
+                "mean {i}: {m} vs {}",
+                SK_MEAN[i]
+            );
+            assert!(
+                (v - SK_VAR[i]).abs() < 1e-9,
+                "var {i}: {v} vs {}",
+                SK_VAR[i]
+            );
+        }
+    }
+
+    #[test]
+    fn posterior_matches_friedrich_for_an_isotropic_kernel() {
+        use friedrich::gaussian_process::GaussianProcess;
+        use friedrich::kernel::Matern2;
+        use friedrich::prior::ZeroPrior;
+
+        let xs = kronecker(10, 0.1);
+        let ys: Vec<f64> = xs.iter().map(|x| f(x)).collect();
+        let (ls, ampl, noise_std) = (0.4, 1.3, 0.05);
+        let fr = GaussianProcess::builder(xs.clone(), ys)
+            .set_prior(ZeroPrior {})
+            .set_kernel(Matern2::new(ls, ampl))
+            .set_noise(noise_std)
+            .train();
+        let test = kronecker(6, 0.57);
+        let (fr_mean, fr_var) = fr.predict_mean_variance(&test);
+
+        let theta = vec![
+            f64::ln(ls),
+            f64::ln(ls),
+            f64::ln(ls),
+            f64::ln(ampl),
+            (noise_std * noise_std - NOISE_FLOOR).ln(),
+        ];
+        let post = Posterior::new(data(&xs), &theta).unwrap();
+        for (i, x) in test.iter().enumerate() {
+            let (m, v) = post.predict(x);
+            assert!(
+                (m - fr_mean[i]).abs() < 1e-9,
+                "mean {i}: {m} vs friedrich {}",
+                fr_mean[i]
+            );
+            assert!(
+                (v - fr_var[i]).abs() < 1e-9,
+                "var {i}: {v} vs friedrich {}",
+                fr_var[i]
+            );
         }
     }
 }

@@ -43,8 +43,7 @@
 //! * a NaN or infinite objective passed to [`Optimizer::observe`] records the point as failed;
 //! * all trials failed → the Sobol design continues (skipping failed points) until enough
 //!   successes exist to fit a GP;
-//! * all observed values equal → outputs are centred but not scaled; the GP then explores by
-//!   variance;
+//! * all observed values equal → the Sobol design continues (nothing to model yet);
 //! * a finite (all-discrete) space that is exhausted → `suggest` returns fewer than `k` points
 //!   (possibly none), never a duplicate;
 //! * the GP cannot be factorised even with jitter → that call falls back to Sobol points.
@@ -279,8 +278,18 @@ impl Optimizer {
                 for _ in 0..k {
                     let excluded: Vec<&[f64]> =
                         known.iter().chain(&chosen).map(|v| v.as_slice()).collect();
-                    let Some(x) = self.maximize_acquisition(&post, best, &excluded, &mut rng)
+                    let near: Vec<&[f64]> = pending_x
+                        .iter()
+                        .chain(&chosen)
+                        .map(|v| v.as_slice())
+                        .collect();
+                    let Some(x) =
+                        self.maximize_acquisition(&post, best, &excluded, &near, &mut rng)
                     else {
+                        // Only when every candidate is excluded: let the exact-duplicate rule of
+                        // the Sobol/enumeration fallback decide what is left.
+                        let rest = k - chosen.len();
+                        self.fill_sobol(rest, &known, &mut chosen);
                         break;
                     };
                     let fantasy = self.fantasy_value(&post, &x);
@@ -362,23 +371,36 @@ impl Optimizer {
     fn build_model(&mut self, pending_x: &[Vec<f64>], rng: &mut Rng) -> Option<(Posterior, f64)> {
         let d = self.space.encoded_dim();
         let n = self.observations.len();
-        let mean = self.observations.iter().map(|o| o.internal).sum::<f64>() / n as f64;
-        let var = self
+        // Standardise in units of the largest magnitude first, so values near f64::MAX neither
+        // overflow the sum nor the squares.
+        let scale = self
             .observations
             .iter()
-            .map(|o| (o.internal - mean).powi(2))
+            .map(|o| o.internal.abs())
+            .fold(0.0, f64::max);
+        let scale = if scale > 0.0 { scale } else { 1.0 };
+        let mean_s = self
+            .observations
+            .iter()
+            .map(|o| o.internal / scale)
             .sum::<f64>()
             / n as f64;
-        // All values equal (or a single one): centre only.
-        let std = if var.sqrt() > 1e-12 * mean.abs().max(1e-300) && var > 0.0 {
-            var.sqrt()
-        } else {
-            1.0
-        };
+        let var_s = self
+            .observations
+            .iter()
+            .map(|o| (o.internal / scale - mean_s).powi(2))
+            .sum::<f64>()
+            / n as f64;
+        if var_s.sqrt() <= 1e-12 {
+            // All values equal, up to round-off: the model has nothing to exploit, so the Sobol
+            // design continues (space filling) until the values differ.
+            return None;
+        }
+        let std_s = var_s.sqrt();
         let ys: Vec<f64> = self
             .observations
             .iter()
-            .map(|o| (o.internal - mean) / std)
+            .map(|o| (o.internal / scale - mean_s) / std_s)
             .collect();
         let model_idx = subset(&ys, self.config.max_model_points, rng);
         let fit_idx = if model_idx.len() > self.config.max_fit_points {
@@ -423,10 +445,20 @@ impl Optimizer {
         post: &Posterior,
         best: f64,
         excluded: &[&[f64]],
+        near: &[&[f64]],
         rng: &mut Rng,
     ) -> Option<Vec<f64>> {
         let space = &self.space;
-        let is_excluded = |x: &[f64]| excluded.iter().any(|e| same_point(e, x));
+        // Observed and failed points exclude only themselves (refining right next to the
+        // incumbent is legitimate); pending and batch points exclude a small box around them,
+        // because kriging believer alone can place the next point a hair's breadth away when the
+        // model is confident, and two workers would then run the same configuration.
+        let is_excluded = |x: &[f64]| {
+            excluded.iter().any(|e| same_point(e, x))
+                || near
+                    .iter()
+                    .any(|e| e.iter().zip(x).all(|(a, b)| (a - b).abs() < BATCH_RADIUS))
+        };
 
         // Candidate pool: scrambled Sobol (or the whole space when it is small and finite),
         // plus perturbations of the best observed points.
@@ -602,6 +634,10 @@ impl Optimizer {
         (x, val)
     }
 }
+
+/// Half-width (unit cube, per coordinate) of the box around pending points in which no other
+/// point of the same batch is proposed.
+const BATCH_RADIUS: f64 = 1e-3;
 
 fn sigmoid(u: f64) -> f64 {
     1.0 / (1.0 + (-u).exp())
