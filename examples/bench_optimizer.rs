@@ -251,6 +251,12 @@ fn main() {
     if let Some(v) = get("--n-local") {
         base.n_local_searches = v.parse().expect("--n-local N");
     }
+    if args.iter().any(|a| a == "--warp") {
+        base.compress_bad_tail = true;
+    }
+    if args.iter().any(|a| a == "--gls") {
+        base.gls_mean = true;
+    }
     if let Some(v) = get("--n-restarts") {
         base.n_fit_restarts = v.parse().expect("--n-restarts N");
     }
