@@ -28,15 +28,27 @@ def fmt_ms(v):
     return "n/a" if v != v else f"{v:.1f}"
 
 
-print("Median final simple regret after 40 evaluations (lower is better); median suggestion time in ms")
-print("(model-based phase) in brackets.\n")
+def time_of(r):
+    c = r.get("median_suggest_cpu_ms")
+    return c if c is not None and c == c else r["median_suggest_ms"]
+
+
+def fmt_time(r):
+    c = r.get("median_suggest_cpu_ms")
+    if c is not None and c == c:
+        return f"{c:.1f} cpu"
+    return f"{fmt_ms(r['median_suggest_ms'])} wall"
+
+
+print("Median final simple regret after 40 evaluations (lower is better); in brackets the median")
+print("suggestion time of the model-based phase in ms: CPU time where measured (`cpu`), else wall.\n")
 print("| function | " + " | ".join(methods) + " |")
 print("|---|" + "---|" * len(methods))
 for f in functions:
     cells = []
     for m in methods:
         r = cell.get((m, f))
-        cells.append("–" if r is None else f"{fmt_regret(r['median_regret'])} ({fmt_ms(r['median_suggest_ms'])})")
+        cells.append("–" if r is None else f"{fmt_regret(r['median_regret'])} ({fmt_time(r)})")
     print(f"| {f} | " + " | ".join(cells) + " |")
 
 ours = "metricbench-gp"
@@ -54,6 +66,9 @@ if ours in methods and others:
                 cells += ["–", "–"]
                 continue
             rr = a["median_regret"] / b["median_regret"] if b["median_regret"] > 0 else float("inf")
-            tr = a["median_suggest_ms"] / b["median_suggest_ms"] if b["median_suggest_ms"] == b["median_suggest_ms"] else float("nan")
+            # Compare like with like: CPU with CPU when both have it, else wall with wall.
+            both_cpu = a.get("median_suggest_cpu_ms") is not None and b.get("median_suggest_cpu_ms") is not None
+            ta, tb = (time_of(a), time_of(b)) if both_cpu else (a["median_suggest_ms"], b["median_suggest_ms"])
+            tr = ta / tb if tb == tb and tb > 0 else float("nan")
             cells += [f"{rr:.2f}", f"{tr:.3f}"]
         print(f"| {f} | " + " | ".join(cells) + " |")
