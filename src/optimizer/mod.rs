@@ -266,6 +266,10 @@ impl Optimizer {
 
     /// Proposes up to `k` new points, all distinct from each other, from every observed, failed
     /// and `pending` point. Fewer than `k` are returned only when a finite space runs out.
+    ///
+    /// The optimiser does not remember what it suggested: points handed out but not yet observed
+    /// or failed must be passed back as `pending`, otherwise an identical call returns the same
+    /// points again (that is what makes the result a function of seed and history).
     pub fn suggest(&mut self, k: usize, pending: &[Point]) -> Result<Vec<Point>, OptimizerError> {
         for p in pending {
             self.space.validate(p)?;
