@@ -142,6 +142,15 @@ pub struct OptimizerConfig {
     /// Log-compress the worse-than-median outputs before modelling (default on; 20-seed
     /// benchmark: Branin 4e-5 → 1e-5, Rosenbrock-4 540 → 85).
     pub compress_bad_tail: bool,
+    /// Hyperparameters are refitted on every suggestion while fewer than this many observations
+    /// exist; beyond, only when the observations grew by [`OptimizerConfig::refit_growth`] since
+    /// the last fit (in between, the last fit is reused and only the posterior is updated). The fit
+    /// is the O(n³)-per-step part of a suggestion, and hyperparameters change little from one
+    /// observation to the next once there are many: this keeps a 200-trial study's per-trial
+    /// overhead low.
+    pub always_refit_below: usize,
+    /// Relative growth of the number of observations that triggers a refit (see above).
+    pub refit_growth: f64,
 }
 
 impl Default for OptimizerConfig {
@@ -159,6 +168,8 @@ impl Default for OptimizerConfig {
             batch_strategy: BatchStrategy::KrigingBeliever,
             gls_mean: true,
             compress_bad_tail: true,
+            always_refit_below: 40,
+            refit_growth: 1.1,
         }
     }
 }
@@ -181,6 +192,8 @@ pub struct Optimizer {
     observations: Vec<Observation>,
     failed: Vec<Vec<f64>>,
     last_theta: Option<Vec<f64>>,
+    /// Observations modelled when `last_theta` was fitted.
+    n_at_last_fit: usize,
 }
 
 impl Optimizer {
@@ -191,6 +204,7 @@ impl Optimizer {
             observations: Vec::new(),
             failed: Vec::new(),
             last_theta: None,
+            n_at_last_fit: 0,
         }
     }
 
@@ -440,13 +454,27 @@ impl Optimizer {
             y: idx.iter().map(|&i| ys[i]).collect(),
             d,
         };
-        let theta = gp::fit(
-            &make(&fit_idx),
-            self.config.prior,
-            self.last_theta.as_deref(),
-            self.config.n_fit_restarts,
-            rng,
-        );
+        let n_modelled = model_idx.len();
+        let theta = match &self.last_theta {
+            Some(theta)
+                if n_modelled >= self.config.always_refit_below
+                    && (n_modelled as f64)
+                        < self.n_at_last_fit as f64 * self.config.refit_growth =>
+            {
+                theta.clone()
+            }
+            _ => {
+                let theta = gp::fit(
+                    &make(&fit_idx),
+                    self.config.prior,
+                    self.last_theta.as_deref(),
+                    self.config.n_fit_restarts,
+                    rng,
+                );
+                self.n_at_last_fit = n_modelled;
+                theta
+            }
+        };
         self.last_theta = Some(theta.clone());
         let mut post = if self.config.gls_mean {
             Posterior::new_gls(make(&model_idx), &theta)?
