@@ -59,6 +59,62 @@ enum Commands {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
         args: Vec<String>,
     },
+    /// List the components configs can name (losses, miners, distances, reducers, regularizers,
+    /// samplers, models, optimizers, datasets) with their kwargs, types and defaults.
+    Components {
+        /// `table` for people, `json` for tools.
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+    },
+    /// Accuracy metrics (PML AccuracyCalculator and OML) of embeddings saved as .npy files.
+    #[command(
+        name = "eval-embeddings",
+        disable_help_flag = true,
+        after_help = "Runs `metricbench-worker eval-embeddings` (the worker links libtorch) and \
+        passes its output through. Flags: --embeddings E.npy --labels L.npy [--reference R.npy \
+        --reference_labels RL.npy [--ref_includes_query]] [--k max_bin_count|all|N] \
+        [--avg_of_avgs] [--per_class] [--metrics a,b | --exclude a,b] [--oml_k 1,5,10] \
+        [--fmr 0.001] [--pca N] [--normalize] [--block_rows N] [--format json|csv]; \
+        `metricbench eval-embeddings --help` prints the worker's full usage."
+    )]
+    EvalEmbeddings {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
+}
+
+/// The registry lives in the worker (the coordinator has no libtorch): run it and pass its
+/// output through.
+fn components(format: &str) -> anyhow::Result<()> {
+    let worker = metricbench::executor::default_worker()?;
+    let status = std::process::Command::new(&worker)
+        .args(["components", "--format", format])
+        .status()
+        .map_err(|e| anyhow::anyhow!("cannot run {}: {e}", worker.display()))?;
+    if !status.success() {
+        anyhow::bail!("{} components failed ({status})", worker.display());
+    }
+    Ok(())
+}
+
+/// Delegates to the worker binary with inherited stdin/stdout/stderr, so its JSON/CSV output and
+/// errors pass through unchanged; returns the worker's exit status.
+fn eval_embeddings(args: &[String]) -> anyhow::Result<ExitCode> {
+    use anyhow::Context;
+    let worker = metricbench::executor::default_worker()?;
+    let status = std::process::Command::new(&worker)
+        .arg("eval-embeddings")
+        .args(args)
+        .status()
+        .with_context(|| format!("cannot run {}", worker.display()))?;
+    Ok(match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        None => {
+            eprintln!("error: the worker was killed by a signal ({status})");
+            ExitCode::FAILURE
+        }
+    })
 }
 
 fn main() -> ExitCode {
@@ -78,21 +134,25 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Commands::Run { args } => metricbench::run::RunArgs::from_tokens(&args)
             .and_then(metricbench::run::run)
-            .map(|_| ()),
+            .map(|_| ExitCode::SUCCESS),
         Commands::Tune { args } => metricbench::study::TuneArgs::from_tokens(&args)
             .and_then(metricbench::study::tune)
-            .map(|_| ()),
-        Commands::Report { path } => metricbench::study::report_command(&path),
+            .map(|_| ExitCode::SUCCESS),
+        Commands::Report { path } => {
+            metricbench::study::report_command(&path).map(|_| ExitCode::SUCCESS)
+        }
         Commands::Config { args } => {
             metricbench::config_cmd::ConfigView::from_tokens(&args).and_then(|view| {
                 // Show the merged config even when it cannot run, then say why.
                 print!("{}", view.render()?);
-                view.validate()
+                view.validate().map(|_| ExitCode::SUCCESS)
             })
         }
+        Commands::Components { format } => components(&format).map(|_| ExitCode::SUCCESS),
+        Commands::EvalEmbeddings { args } => eval_embeddings(&args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -74,8 +74,9 @@ pub fn substitute_midpoints(merged: Merged) -> Result<(Merged, Option<Assignment
 /// Runs the experiment and prints its results table.
 pub fn run(args: RunArgs) -> Result<JobOutcome> {
     let merged = config::load(&args.selection, &args.overrides)?;
-    config::check_object_specs(&merged, &args.selection)?;
     let (merged, midpoints) = substitute_midpoints(merged)?;
+    // After substitution, so a ~CHOICE~ between object specs is checked too.
+    config::check_object_specs(&merged, &args.selection)?;
     if let Some(mid) = &midpoints {
         let shown: Vec<String> = mid.iter().map(|(k, v)| format!("{k} = {v}")).collect();
         eprintln!(

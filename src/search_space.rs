@@ -88,9 +88,12 @@ impl Parameter {
                 let mid = if *log {
                     ((low.ln() + high.ln()) / 2.0).exp().clamp(*low, *high)
                 } else {
-                    low + (high - low) / 2.0
+                    // Halves first: `high - low` can overflow for huge bounds.
+                    low / 2.0 + high / 2.0
                 };
-                f64_json(mid)
+                // 12 significant digits: exp/ln round-off would show 1e-3 as 0.0010000000000000002.
+                let tidy = format!("{mid:.11e}").parse::<f64>().unwrap_or(mid);
+                f64_json(tidy.clamp(*low, *high))
             }
             ParamKind::Int { low, high } => {
                 serde_json::Value::from(((*low as f64 + *high as f64) / 2.0).round() as i64)
@@ -189,6 +192,15 @@ fn split_search_key(key: &str) -> Option<(&str, &'static str)> {
         .find_map(|kw| key.strip_suffix(kw).map(|base| (base, *kw)))
 }
 
+/// A search keyword key: only a plain string key counts (a tagged key such as
+/// `!t a~BAYESIAN~` is data, as it is to the merge).
+fn search_key(key: &Value) -> Option<(&str, &'static str)> {
+    match key {
+        Value::String(s) => split_search_key(s),
+        _ => None,
+    }
+}
+
 fn join(prefix: &str, part: &str) -> String {
     if prefix.is_empty() {
         part.to_string()
@@ -210,6 +222,8 @@ fn parse_parameter(name: String, key_path: &str, kw: &str, v: &Value) -> Result<
         if items.is_empty() {
             bail!("`{key_path}` must hold {expected}, found an empty list");
         }
+        // A choice is a concrete value; nested search keywords would never be searched.
+        check_no_keywords(items, key_path)?;
         let mut choices = Vec::new();
         for item in items {
             let j = yaml_to_json(item)
@@ -311,7 +325,7 @@ fn walk(map: &Mapping, prefix: &str, key_prefix: &str, out: &mut Vec<Parameter>)
     for (k, v) in map {
         let kt = key_text(k);
         let key_path = join(key_prefix, &kt);
-        if let (Value::String(s), Some((base, kw))) = (k, k.as_str().and_then(split_search_key)) {
+        if let (Value::String(s), Some((base, kw))) = (k, search_key(k)) {
             if base.is_empty() {
                 bail!("`{key_path}`: the keyword {kw} needs a key name in front of it");
             }
@@ -346,13 +360,13 @@ fn check_no_keywords(items: &[Value], key_path: &str) -> Result<()> {
         match item {
             Value::Mapping(m) => {
                 for (k, v) in m {
-                    if let Some((_, kw)) = k.as_str().and_then(split_search_key) {
+                    if let Some((_, kw)) = search_key(k) {
                         bail!(
                             "`{here}/{}`: {kw} is not supported inside a list; use a map",
                             key_text(k)
                         );
                     }
-                    if let Value::Mapping(_) | Value::Sequence(_) = v {
+                    if let Value::Mapping(_) | Value::Sequence(_) | Value::Tagged(_) = v {
                         check_no_keywords(
                             std::slice::from_ref(v),
                             &format!("{here}/{}", key_text(k)),
@@ -361,6 +375,7 @@ fn check_no_keywords(items: &[Value], key_path: &str) -> Result<()> {
                 }
             }
             Value::Sequence(inner) => check_no_keywords(inner, &here)?,
+            Value::Tagged(t) => check_no_keywords(std::slice::from_ref(&t.value), &here)?,
             _ => {}
         }
     }
@@ -545,7 +560,7 @@ fn substitute_map(
     // Keyword keys of this map, by plain name.
     let mut keyword_bases: Vec<String> = Vec::new();
     for k in map.keys() {
-        if let Some((base, _)) = k.as_str().and_then(split_search_key) {
+        if let Some((base, _)) = search_key(k) {
             if keyword_bases.iter().any(|b| b == base) {
                 bail!(
                     "`{}` has two search keywords in one map",
@@ -561,7 +576,7 @@ fn substitute_map(
     };
     let mut out = Mapping::new();
     for (k, v) in map {
-        if let Some((base, _)) = k.as_str().and_then(split_search_key) {
+        if let Some((base, _)) = search_key(k) {
             let plain = Value::String(base.to_string());
             if map.contains_key(&plain) {
                 continue; // the value goes into the plain key's position
@@ -570,7 +585,7 @@ fn substitute_map(
             continue;
         }
         let kt = key_text(k);
-        if k.is_string() && keyword_bases.contains(&kt) {
+        if matches!(k, Value::String(_)) && keyword_bases.contains(&kt) {
             out.insert(k.clone(), value_for(&kt)?);
             continue;
         }
@@ -714,6 +729,14 @@ mod tests {
         let cfg =
             m("{l: {M: {alpha~LOG_BAYESIAN~: [0.01, 100], x: 1, base~BAYESIAN~: [0, 1]}}, z: 2}");
         let s = SearchSpace::from_config(&cfg).unwrap();
+        // Found by fuzzing: a tagged key is never a keyword, for extraction and substitution alike.
+        let tagged = m("{a: {!t b~BAYESIAN~: [0, 1]}}");
+        let none = SearchSpace::from_config(&tagged).unwrap();
+        assert!(none.is_empty());
+        assert_eq!(
+            none.substitute(&tagged, &Assignment::new()).unwrap(),
+            tagged
+        );
         let mut a = Assignment::new();
         a.insert("l/M/base".into(), json!(0.5));
         a.insert("l/M/alpha".into(), json!(2));

@@ -375,3 +375,37 @@ fn categories_combine_at_the_top_level() {
         y("9")
     );
 }
+
+#[test]
+fn command_line_delete_removes_the_key_for_good() {
+    // Deliberate difference: the original re-added a deleted top-level key as `sampler: {}`.
+    let c = config("--sampler~DELETE~ {}");
+    assert!(!c.contains_key("sampler"));
+    assert!(!c.contains_key("sampler~DELETE~"));
+    assert_eq!(keys(&c["loss_funcs"]), ["metric_loss"]);
+}
+
+#[test]
+fn keyword_errors_name_the_command_line_and_the_key() {
+    let e = error(&words(
+        "--models {trunk~SWAP~1: {a: b, c: null}, nope~APPLY~1: {x: 1}}",
+    ));
+    assert!(
+        e.contains("the command line") && e.contains("`models/nope~APPLY~1`"),
+        "{e}"
+    );
+    assert!(e.contains("no `nope`"), "{e}");
+    let dir = setup();
+    std::fs::write(
+        dir.path().join("config_models/bad.yaml"),
+        "models:\n  trunk~SWAP~: {x: null}\n",
+    )
+    .unwrap();
+    let e = format!(
+        "{:#}",
+        ConfigView::from_tokens(&tokens(dir.path(), &words("--config_models default bad")))
+            .unwrap_err()
+    );
+    assert!(e.contains("bad.yaml") && e.contains("`trunk~SWAP~`"), "{e}");
+    assert!(e.contains("depth of 1 or more"), "{e}");
+}

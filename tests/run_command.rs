@@ -278,7 +278,7 @@ fn bad_invocations_are_refused() {
         ),
         (
             vec!["--experiment_name".into(), "x".into(), "stray".into()],
-            "`stray` is missing \"--\"",
+            "`stray` has no flag in front of it",
         ),
     ];
     for (args, expected) in cases {

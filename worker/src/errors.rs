@@ -28,6 +28,15 @@ pub fn config_error(message: impl Into<String>) -> anyhow::Error {
     .into()
 }
 
+/// Input data is missing or malformed (embeddings with NaN, label counts that do not match...).
+pub fn data_error(message: impl Into<String>) -> anyhow::Error {
+    Failure {
+        kind: ErrorKind::Data,
+        message: message.into(),
+    }
+    .into()
+}
+
 /// The loss stopped being a finite number.
 pub fn nan_error(message: impl Into<String>) -> anyhow::Error {
     Failure {

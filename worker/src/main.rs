@@ -6,11 +6,19 @@ mod accuracy;
 mod datasets;
 mod distances;
 mod errors;
+mod eval_cli;
 mod events;
 mod losses;
+mod miners;
 mod models;
+mod npy;
 mod optimizers;
+#[cfg(test)]
+mod parity_tests;
 mod records;
+mod reducers;
+mod registry;
+mod regularizers;
 mod runner;
 mod samplers;
 mod spec;
@@ -23,12 +31,37 @@ use metricbench::protocol::{Action, ErrorKind, Event, Job, PROTOCOL_VERSION};
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: metricbench-worker    (reads one protocol-v1 job line on stdin)\n\
+                     \x20      metricbench-worker components [--format table|json]\n\
+                     \x20      metricbench-worker eval-embeddings --embeddings E.npy --labels L.npy ...\n\
                      \x20      metricbench-worker --version";
 
 fn fail(kind: ErrorKind, message: String) -> ExitCode {
     eprintln!("error ({kind}): {message}");
     emit(&Event::Error { kind, message });
     ExitCode::FAILURE
+}
+
+/// `components [--format table|json]`: prints the component registry.
+fn components(args: &[String]) -> ExitCode {
+    let format = match args {
+        [] => "table",
+        [flag, value] if flag == "--format" => value.as_str(),
+        [flag] if flag.starts_with("--format=") => &flag["--format=".len()..],
+        _ => {
+            eprintln!("unexpected arguments {args:?}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let classes = registry::all();
+    match format {
+        "json" => println!("{:#}", registry::to_json(&classes)),
+        "table" => print!("{}", registry::to_table(&classes)),
+        other => {
+            eprintln!("unknown format `{other}` (expected table or json)\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn main() -> ExitCode {
@@ -41,6 +74,16 @@ fn main() -> ExitCode {
                 env!("CARGO_PKG_VERSION")
             );
             return ExitCode::SUCCESS;
+        }
+        Some("components") => return components(&args[1..]),
+        Some("eval-embeddings") => {
+            return match eval_cli::run(&args[1..]) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error ({}): {e:#}", kind_of(&e));
+                    ExitCode::FAILURE
+                }
+            };
         }
         Some(other) => {
             eprintln!("unknown argument `{other}`\n{USAGE}");

@@ -4,14 +4,15 @@
 use crate::datasets::{self, Dataset};
 use crate::errors::{config_error, nan_error};
 use crate::events::{emit, StopFlag};
-use crate::losses::{self, MetricLoss};
+use crate::losses::pipeline::LossPipeline;
+use crate::losses::BuildContext;
 use crate::models::{self, Model};
 use crate::optimizers::{self, Optimizer};
 use crate::records::{cell, CsvTable};
 use crate::samplers;
 use crate::spec::Config;
 use crate::splits::{self, class_ranges, CrossValidation, SplitScheme};
-use crate::testers::{evaluate_split, EvalSettings};
+use crate::testers::{evaluate_splits, EvalSettings};
 use anyhow::{Context, Result};
 use metricbench::protocol::{metric_value, Event, FoldResult, Job, Metrics, Objective};
 use rand::SeedableRng;
@@ -20,7 +21,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// Training settings from the general config keys.
 struct Settings {
@@ -245,11 +246,16 @@ struct Fold<'a> {
     trunk: Model,
     embedder: Model,
     optimizers: Vec<Optimizer>,
-    losses: Vec<(String, f64, Box<dyn MetricLoss>)>,
+    pipeline: LossPipeline,
     dataset: &'a dyn Dataset,
 }
 
-fn build_fold<'a>(cfg: &Config, dataset: &'a dyn Dataset, device: Device) -> Result<Fold<'a>> {
+fn build_fold<'a>(
+    cfg: &Config,
+    dataset: &'a dyn Dataset,
+    num_classes: i64,
+    device: Device,
+) -> Result<Fold<'a>> {
     let models_cfg = cfg.require("models")?;
     let trunk_spec = models_cfg
         .get("trunk")
@@ -261,6 +267,15 @@ fn build_fold<'a>(cfg: &Config, dataset: &'a dyn Dataset, device: Device) -> Res
     let input_dim = shape.iter().product::<i64>();
     let trunk = models::build_trunk(trunk_spec, input_dim, device)?;
     let embedder = models::build_embedder(embedder_spec, trunk.output_dim, device)?;
+    // Losses first: those with parameters (W, proxies, beta) get their own `<name>_optimizer`.
+    let pipeline = LossPipeline::from_config(
+        cfg,
+        &BuildContext {
+            num_classes: Some(num_classes),
+            embedding_size: Some(embedder.output_dim),
+            device,
+        },
+    )?;
 
     let mut optimizers = Vec::new();
     if let Some(map) = cfg.get("optimizers").and_then(|v| v.as_object()) {
@@ -268,12 +283,24 @@ fn build_fold<'a>(cfg: &Config, dataset: &'a dyn Dataset, device: Device) -> Res
             let vs = match name.as_str() {
                 "trunk_optimizer" => &trunk.vs,
                 "embedder_optimizer" => &embedder.vs,
-                other => {
-                    return Err(config_error(format!(
-                        "optimizers/{other}: no model `{}` to optimise; expected trunk_optimizer or embedder_optimizer",
-                        other.trim_end_matches("_optimizer")
-                    )))
-                }
+                other => match pipeline.var_store(other.trim_end_matches("_optimizer")) {
+                    Some(vs) => vs,
+                    None => {
+                        let learnable: Vec<String> = pipeline
+                            .var_stores()
+                            .iter()
+                            .map(|(n, _)| format!("{n}_optimizer"))
+                            .collect();
+                        return Err(config_error(format!(
+                            "optimizers/{other}: nothing to optimise under that name; expected \
+                             trunk_optimizer, embedder_optimizer{}",
+                            learnable
+                                .iter()
+                                .map(|n| format!(", {n}"))
+                                .collect::<String>()
+                        )));
+                    }
+                },
             };
             optimizers.push(optimizers::build(name, spec, vs)?);
         }
@@ -291,36 +318,11 @@ fn build_fold<'a>(cfg: &Config, dataset: &'a dyn Dataset, device: Device) -> Res
         ));
     }
 
-    let weights = cfg.get("loss_weights").and_then(|v| v.as_object());
-    let mut losses = Vec::new();
-    let loss_map = cfg
-        .require("loss_funcs")?
-        .as_object()
-        .ok_or_else(|| config_error("`loss_funcs` must be a mapping {name: {Class: kwargs}}"))?;
-    for (name, spec) in loss_map {
-        let weight = match weights.and_then(|w| w.get(name)) {
-            None => 1.0,
-            Some(v) => v
-                .as_f64()
-                .ok_or_else(|| config_error(format!("loss_weights/{name} must be a number")))?,
-        };
-        losses.push((name.clone(), weight, losses::build(name, spec)?));
-    }
-    if losses.is_empty() {
-        return Err(config_error("`loss_funcs` defines no loss"));
-    }
-    if let Some(miners) = cfg.get("mining_funcs").and_then(|v| v.as_object()) {
-        if let Some(name) = miners.keys().next() {
-            return Err(config_error(format!(
-                "mining_funcs/{name}: miners are not available in this worker version"
-            )));
-        }
-    }
     Ok(Fold {
         trunk,
         embedder,
         optimizers,
-        losses,
+        pipeline,
         dataset,
     })
 }
@@ -346,11 +348,19 @@ fn train_fold(
     tch::manual_seed(settings.seed as i64 + fold_index as i64);
     let mut rng = ChaCha8Rng::seed_from_u64(settings.seed.wrapping_add(fold_index as u64));
 
-    let mut fold = build_fold(cfg, dataset, device)?;
     let train_idx = scheme
         .split("train")
         .ok_or_else(|| config_error(format!("split scheme {} has no train split", scheme.name)))?;
-    let train_labels: Vec<i64> = train_idx.iter().map(|&i| labels[i]).collect();
+    // Training labels as ranks 0..C (PML's set_min_label_to_zero), so classification and proxy
+    // losses can index their class parameters.
+    let mut classes: Vec<i64> = train_idx.iter().map(|&i| labels[i]).collect();
+    classes.sort_unstable();
+    classes.dedup();
+    let train_labels: Vec<i64> = train_idx
+        .iter()
+        .map(|&i| classes.binary_search(&labels[i]).unwrap_or(0) as i64)
+        .collect();
+    let mut fold = build_fold(cfg, dataset, classes.len() as i64, device)?;
     let mut sampler = samplers::build(cfg.require("sampler")?, &train_labels, settings.batch_size)?;
 
     let mut tables: BTreeMap<String, CsvTable> = BTreeMap::new();
@@ -362,17 +372,18 @@ fn train_fold(
                         trunk_only: bool,
                         best: &mut Option<(i64, f64, Metrics)>|
      -> Result<()> {
+        let mut all_metrics = evaluate_splits(
+            fold.dataset,
+            &scheme.splits,
+            splits_to_eval,
+            settings.label_level,
+            &fold.trunk,
+            (!trunk_only && !settings.eval.use_trunk_output).then_some(&fold.embedder),
+            &settings.eval,
+            device,
+        )?;
         for split in splits_to_eval {
-            let idx = scheme.split(split).expect("checked in train()");
-            let metrics = evaluate_split(
-                fold.dataset,
-                idx,
-                settings.label_level,
-                &fold.trunk,
-                (!trunk_only && !settings.eval.use_trunk_output).then_some(&fold.embedder),
-                &settings.eval,
-                device,
-            )?;
+            let metrics = all_metrics.remove(split).unwrap_or_default();
             let primary = metrics
                 .get(&settings.primary_metric)
                 .copied()
@@ -395,8 +406,9 @@ fn train_fold(
                 *best = Some((epoch, primary, json.clone()));
             }
             let table_name = format!(
-                "accuracies_{}_GlobalEmbeddingSpaceTester_level_{}_{}",
+                "accuracies_{}_{}_level_{}_{}",
                 settings.eval.table_tag(),
+                settings.eval.tester_name(),
                 settings.label_level,
                 split.to_uppercase()
             );
@@ -431,7 +443,13 @@ fn train_fold(
         evaluate(&fold, 0, false, &mut best)?;
     }
 
-    let mut loss_log = LossLog::create(&csv_folder, &fold.losses)?;
+    let loss_names: Vec<&str> = fold
+        .pipeline
+        .losses
+        .iter()
+        .map(|l| l.name.as_str())
+        .collect();
+    let mut loss_log = LossLog::create(&csv_folder, &loss_names)?;
     let train_labels_tensor = Tensor::from_slice(&train_labels);
     let mut last_progress = Instant::now() - Duration::from_secs(1);
     let mut iteration: u64 = 0;
@@ -445,23 +463,32 @@ fn train_fold(
             let batch_labels = train_labels_tensor
                 .index_select(0, &pos_tensor)
                 .to_device(device);
-            let x = dataset.batch(&batch_idx, true)?.to_device(device);
+            let mut x = dataset.batch(&batch_idx, true)?.to_device(device);
+            let mut batch_labels = batch_labels;
+            if fold.pipeline.has_subset_batch_miner() {
+                let emb = tch::no_grad(|| fold.embedder.forward(&fold.trunk.forward(&x)));
+                if let Some((keep, stats)) = fold.pipeline.subset_batch(&emb, &batch_labels)? {
+                    loss_log.record_stats(iteration, "subset_batch_miner", &stats)?;
+                    x = x.index_select(0, &keep);
+                    batch_labels = batch_labels.index_select(0, &keep);
+                }
+            }
             let embeddings = fold.embedder.forward(&fold.trunk.forward(&x));
-            let mut total = Tensor::zeros([], (Kind::Float, device));
-            let mut parts = Vec::with_capacity(fold.losses.len());
-            for (name, weight, loss) in &fold.losses {
-                let value = loss.forward(&embeddings, &batch_labels);
-                let v = f64::try_from(&value).unwrap_or(f64::NAN);
+            let step = fold.pipeline.forward(&embeddings, &batch_labels)?;
+            for (l, v) in fold.pipeline.losses.iter().zip(&step.values) {
                 if !v.is_finite() {
                     return Err(nan_error(format!(
-                        "loss `{name}` became {v} at epoch {epoch}, iteration {iteration} of fold {}; \
+                        "loss `{}` became {v} at epoch {epoch}, iteration {iteration} of fold {}; \
                          lower the learning rate or check the loss settings",
-                        scheme.name
+                        l.name, scheme.name
                     )));
                 }
-                parts.push(v);
-                total += value * *weight;
             }
+            for (component, stats) in &step.stats {
+                loss_log.record_stats(iteration, component, stats)?;
+            }
+            let parts = step.values;
+            let total = step.total;
             for opt in fold.optimizers.iter_mut() {
                 opt.inner.zero_grad();
             }
@@ -522,17 +549,24 @@ fn train_fold(
 /// rewriting a growing file atomically every iteration would cost quadratic time.
 struct LossLog {
     file: std::io::BufWriter<std::fs::File>,
+    /// Per-iteration statistics of losses and miners (`loss_stats.csv`, long format
+    /// `iteration,component,stat,value`, since the set of statistics varies by component).
+    stats: std::io::BufWriter<std::fs::File>,
 }
 
 impl LossLog {
-    fn create(folder: &Path, losses: &[(String, f64, Box<dyn MetricLoss>)]) -> Result<LossLog> {
+    fn create(folder: &Path, names: &[&str]) -> Result<LossLog> {
         let path = folder.join("loss_histories.csv");
         let file = std::fs::File::create(&path)
             .with_context(|| format!("cannot create {}", path.display()))?;
         let mut file = std::io::BufWriter::new(file);
-        let names: Vec<&str> = losses.iter().map(|(n, _, _)| n.as_str()).collect();
         writeln!(file, "iteration,total_loss,{}", names.join(","))?;
-        Ok(LossLog { file })
+        let stats_path = folder.join("loss_stats.csv");
+        let stats = std::fs::File::create(&stats_path)
+            .with_context(|| format!("cannot create {}", stats_path.display()))?;
+        let mut stats = std::io::BufWriter::new(stats);
+        writeln!(stats, "iteration,component,stat,value")?;
+        Ok(LossLog { file, stats })
     }
 
     fn record(&mut self, iteration: u64, total: f64, parts: &[f64]) -> Result<()> {
@@ -541,8 +575,21 @@ impl LossLog {
         Ok(())
     }
 
+    fn record_stats(
+        &mut self,
+        iteration: u64,
+        component: &str,
+        stats: &crate::reducers::Stats,
+    ) -> Result<()> {
+        for (k, v) in stats {
+            writeln!(self.stats, "{iteration},{component},{k},{}", cell(*v))?;
+        }
+        Ok(())
+    }
+
     fn flush(&mut self) -> Result<()> {
         self.file.flush()?;
+        self.stats.flush()?;
         Ok(())
     }
 }

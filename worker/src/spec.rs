@@ -87,7 +87,9 @@ pub struct Spec {
     pub path: String,
     pub class: String,
     kwargs: Map<String, Value>,
-    known: Vec<(&'static str, &'static str)>,
+    /// Every kwarg the builder asked for: (name, type, default), in asking order. The component
+    /// registry reads it back, so the documented kwargs can never drift from the parsed ones.
+    known: Vec<(&'static str, &'static str, String)>,
 }
 
 impl Spec {
@@ -124,9 +126,107 @@ impl Spec {
         })
     }
 
-    fn take(&mut self, name: &'static str, ty: &'static str) -> Option<Value> {
-        self.known.push((name, ty));
+    fn take(&mut self, name: &'static str, ty: &'static str, default: String) -> Option<Value> {
+        self.known.push((name, ty, default));
         self.kwargs.remove(name).filter(|v| !v.is_null())
+    }
+
+    /// The kwargs asked for so far: (name, type, default).
+    pub fn known(&self) -> &[(&'static str, &'static str, String)] {
+        &self.known
+    }
+
+    /// Where the kwarg `name` of this spec lives, for error messages and nested specs.
+    pub fn kwarg_path(&self, name: &str) -> String {
+        format!("{}/{}/{name}", self.path, self.class)
+    }
+
+    /// A nested object spec (`distance: {CosineSimilarity: null}`), or `None` when absent/null.
+    pub fn nested(&mut self, name: &'static str, default: &str) -> Result<Option<Spec>> {
+        match self.take(name, "spec", default.to_string()) {
+            None => Ok(None),
+            Some(v) => Spec::parse(&self.kwarg_path(name), &v).map(Some),
+        }
+    }
+
+    /// A mapping of nested specs (`reducers: {pos_loss: {MeanReducer: null}}`).
+    pub fn nested_map(&mut self, name: &'static str) -> Result<Vec<(String, Spec)>> {
+        match self.take(name, "mapping of spec", "{}".to_string()) {
+            None => Ok(Vec::new()),
+            Some(Value::Object(m)) => {
+                let base = self.kwarg_path(name);
+                m.iter()
+                    .map(|(k, v)| Ok((k.clone(), Spec::parse(&format!("{base}/{k}"), v)?)))
+                    .collect()
+            }
+            Some(v) => Err(self.wrong_type(name, "a mapping {name: {Class: kwargs}}", &v)),
+        }
+    }
+
+    pub fn string(&mut self, name: &'static str, default: &str) -> Result<String> {
+        match self.take(name, "str", format!("{default:?}")) {
+            None => Ok(default.to_string()),
+            Some(v) => v
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| self.wrong_type(name, "a string", &v)),
+        }
+    }
+
+    /// A string restricted to `choices`.
+    pub fn choice(
+        &mut self,
+        name: &'static str,
+        default: &str,
+        choices: &[&str],
+    ) -> Result<String> {
+        let value = self.string(name, default)?;
+        if !choices.contains(&value.as_str()) {
+            return Err(config_error(format!(
+                "`{}` must be one of {}, got {value:?}",
+                self.kwarg_path(name),
+                choices.join(", ")
+            )));
+        }
+        Ok(value)
+    }
+
+    pub fn optional_f64(&mut self, name: &'static str) -> Result<Option<f64>> {
+        match self.take(name, "float or null", "null".to_string()) {
+            None => Ok(None),
+            Some(v) => v
+                .as_f64()
+                .map(Some)
+                .ok_or_else(|| self.wrong_type(name, "a number", &v)),
+        }
+    }
+
+    /// An integer or the string `all` (PML's `triplets_per_anchor`): `None` means all.
+    pub fn count_or_all(&mut self, name: &'static str) -> Result<Option<usize>> {
+        match self.take(name, "int or \"all\"", "\"all\"".to_string()) {
+            None => Ok(None),
+            Some(Value::String(s)) if s == "all" => Ok(None),
+            Some(v) => match v.as_u64() {
+                Some(x) if x > 0 => Ok(Some(x as usize)),
+                _ => Err(self.wrong_type(name, "a positive integer or \"all\"", &v)),
+            },
+        }
+    }
+
+    pub fn optional_f64_pair(&mut self, name: &'static str) -> Result<Option<(f64, f64)>> {
+        match self.take(name, "[float, float] or null", "null".to_string()) {
+            None => Ok(None),
+            Some(v) => match v
+                .as_array()
+                .map(|a| a.iter().map(Value::as_f64).collect::<Vec<_>>())
+            {
+                Some(items) if items.len() == 2 && items.iter().all(Option::is_some) => Ok(Some((
+                    items[0].unwrap_or_default(),
+                    items[1].unwrap_or_default(),
+                ))),
+                _ => Err(self.wrong_type(name, "a list of two numbers", &v)),
+            },
+        }
     }
 
     fn wrong_type(&self, name: &str, ty: &str, v: &Value) -> anyhow::Error {
@@ -139,7 +239,7 @@ impl Spec {
     }
 
     pub fn f64(&mut self, name: &'static str, default: f64) -> Result<f64> {
-        match self.take(name, "float") {
+        match self.take(name, "float", format!("{default:?}")) {
             None => Ok(default),
             Some(v) => v
                 .as_f64()
@@ -148,7 +248,7 @@ impl Spec {
     }
 
     pub fn usize(&mut self, name: &'static str, default: usize) -> Result<usize> {
-        match self.take(name, "int") {
+        match self.take(name, "int", default.to_string()) {
             None => Ok(default),
             Some(v) => v
                 .as_u64()
@@ -158,7 +258,7 @@ impl Spec {
     }
 
     pub fn optional_usize(&mut self, name: &'static str) -> Result<Option<usize>> {
-        match self.take(name, "int or null") {
+        match self.take(name, "int or null", "null".to_string()) {
             None => Ok(None),
             Some(v) => v
                 .as_u64()
@@ -168,7 +268,7 @@ impl Spec {
     }
 
     pub fn bool(&mut self, name: &'static str, default: bool) -> Result<bool> {
-        match self.take(name, "bool") {
+        match self.take(name, "bool", default.to_string()) {
             None => Ok(default),
             Some(v) => v
                 .as_bool()
@@ -177,7 +277,7 @@ impl Spec {
     }
 
     pub fn usize_list(&mut self, name: &'static str, default: &[usize]) -> Result<Vec<usize>> {
-        match self.take(name, "list of int") {
+        match self.take(name, "list of int", format!("{default:?}")) {
             None => Ok(default.to_vec()),
             Some(v) => {
                 let items = v
@@ -196,7 +296,11 @@ impl Spec {
     }
 
     pub fn f64_pair(&mut self, name: &'static str, default: (f64, f64)) -> Result<(f64, f64)> {
-        match self.take(name, "[float, float]") {
+        match self.take(
+            name,
+            "[float, float]",
+            format!("[{:?}, {:?}]", default.0, default.1),
+        ) {
             None => Ok(default),
             Some(v) => match v
                 .as_array()
@@ -216,7 +320,7 @@ impl Spec {
             let valid: Vec<String> = self
                 .known
                 .iter()
-                .map(|(n, t)| format!("{n} ({t})"))
+                .map(|(n, t, _)| format!("{n} ({t})"))
                 .collect();
             return Err(config_error(format!(
                 "`{}/{}` has no kwarg `{unknown}`; valid kwargs: {}",

@@ -83,7 +83,7 @@ fn bad_configs_name_the_key() {
     let cases: Vec<(serde_json::Value, &str)> = vec![
         (
             serde_json::json!({"loss_funcs": {"metric_loss": {"NoSuchLoss": null}}}),
-            "valid classes: ContrastiveLoss",
+            "unknown class `NoSuchLoss`; valid classes: ArcFaceLoss, CircleLoss, ContrastiveLoss",
         ),
         (
             serde_json::json!({"loss_funcs": {"metric_loss": {"ContrastiveLoss": {"margin": 1}}}}),

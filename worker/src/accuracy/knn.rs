@@ -1,0 +1,835 @@
+//! Exact k-nearest neighbours by squared Euclidean distance, computed in blocks of query rows so
+//! memory stays bounded whatever the set sizes (a block's distance matrix is at most
+//! `block_bytes`), with deterministic tie-breaking and PML's self-match removal.
+//!
+//! Ranking: ascending squared L2 (as faiss `IndexFlatL2`), ties ordered by reference index, and
+//! exact: the ranking is that of the f64 distances, not of float32 rounding.
+//! 1. Screen: the block's distances by the float32 expansion `|r|² - 2 q·r` (one addmm, as faiss;
+//!    the row constant `|q|²` does not change the ranking), and the `k + margin` smallest per row
+//!    (a sampled threshold and one scan, on all cores; faster than `topk`).
+//! 2. Proof: the f32 expansion's rounding error of a pair is at most γ·(|q| + |r|)² (γ = Higham's
+//!    γ_{d+4}). If the last candidate's f32 distance exceeds the k-th's by more than twice that,
+//!    no item outside the candidates can be among the true k nearest.
+//! 3. Re-rank: candidates whose f32 values are further apart than twice the bound are already in
+//!    their true order; runs of closer values (including exact ties) get exact f64 distances from
+//!    coordinate differences and are sorted by (distance, index). So ties are deterministic
+//!    (`topk` is not stable and picks arbitrarily among equal values at the k-th place) and the
+//!    ranking is that of the exact distances, at the cost of a few f64 dot products per row.
+//! 4. Rows without the proof (near-ties or duplicates at the boundary, huge norms) are solved from
+//!    a full f64 row instead. Rare on real embeddings; counted in `fallback_rows`.
+//!
+//! faiss ranks by its float32 distances, so on pairs closer than float32 rounding it can order
+//! differently from the true ranking computed here (docs/metrics.md).
+
+use anyhow::Result;
+use tch::{Device, Kind, Tensor};
+
+/// Default bytes of one block's distance matrix.
+pub const DEFAULT_BLOCK_BYTES: usize = 128 << 20;
+
+/// The neighbours of one block of consecutive query rows.
+pub struct KnnBlock<'a> {
+    /// Index of the block's first query row.
+    pub start: usize,
+    /// Number of query rows in the block.
+    pub rows: usize,
+    /// Neighbours per row (after self-match removal).
+    pub k: usize,
+    /// Row-major `rows x k` reference indices, nearest first.
+    pub indices: &'a [i64],
+    /// With `Blocking::keep_distances`: the block's `rows x n_reference` matrix of
+    /// `|r|² - 2 q·r` (float32), i.e. squared distances minus the row constant `query_sq_norms`,
+    /// for metrics that need every pair (fnmr@fmr). Self pairs are still present.
+    pub partial_distances: Option<&'a Tensor>,
+    /// `rows x 1` squared norms of the block's queries (with `partial_distances`).
+    pub query_sq_norms: Option<&'a Tensor>,
+    /// Query rows so far that needed the full-row f64 fallback (diagnostics).
+    pub fallback_rows: usize,
+}
+
+/// How the search is split into blocks.
+#[derive(Debug, Clone, Copy)]
+pub struct Blocking {
+    /// Query rows per block (tile side in the symmetric self path); `None` derives it from
+    /// `block_bytes`.
+    pub rows: Option<usize>,
+    pub block_bytes: usize,
+    /// The callback needs every pair's distance (fnmr@fmr): full-row blocks, no symmetric path.
+    pub keep_distances: bool,
+}
+
+impl Default for Blocking {
+    fn default() -> Self {
+        Blocking {
+            rows: None,
+            block_bytes: DEFAULT_BLOCK_BYTES,
+            keep_distances: false,
+        }
+    }
+}
+
+/// Runs the blocked search and hands every block to `on_block`. `k` is the number of neighbours
+/// wanted after self-match removal and must be at most `n_reference - self` (callers clamp).
+/// When `reference_includes_query`, query row `i` is reference row `i`: that column is removed, or,
+/// when ties pushed it out of the `k + 1` nearest, the last column is dropped (PML's rule).
+pub fn blocked_knn(
+    query: &Tensor,
+    reference: &Tensor,
+    k: usize,
+    reference_includes_query: bool,
+    blocking: Blocking,
+    mut on_block: impl FnMut(&KnnBlock) -> Result<()>,
+) -> Result<()> {
+    let nq = query.size()[0] as usize;
+    let nr = reference.size()[0] as usize;
+    let dim = query.size()[1] as usize;
+    let self_count = usize::from(reference_includes_query);
+    anyhow::ensure!(
+        k + self_count <= nr,
+        "internal: k = {k} exceeds the reference size {nr}"
+    );
+    let k_search = k + self_count;
+    if nq == 0 {
+        return Ok(());
+    }
+    let q = query
+        .to_device(Device::Cpu)
+        .to_kind(Kind::Float)
+        .contiguous();
+    let r = reference
+        .to_device(Device::Cpu)
+        .to_kind(Kind::Float)
+        .contiguous();
+    // Host copies for the exact f64 re-ranking; one copy when the query set is the reference.
+    let r_data: Vec<f32> = Vec::try_from(r.view([-1]))?;
+    let q_own: Option<Vec<f32>> = if q.data_ptr() == r.data_ptr() && nq == nr {
+        None
+    } else {
+        Some(Vec::try_from(q.view([-1]))?)
+    };
+    let q_data: &[f32] = q_own.as_deref().unwrap_or(&r_data);
+    // -2 rᵀ, so one addmm gives |r|² - 2 q·r: the distance minus the row constant |q|², which
+    // does not change a row's ranking.
+    let rt_m2 = r.transpose(0, 1).contiguous() * -2.0;
+    let r_sq = r
+        .square()
+        .sum_dim_intlist(&[1i64][..], false, Kind::Float)
+        .view([1, nr as i64]);
+    let r_norm_max = f64::from(f32::try_from(r_sq.max())?).sqrt();
+    // Rigorous bound on the f32 screen's rounding error for a pair (q, r) (Higham's γ_n for an
+    // n-term sum, n = dim + 4: the dot product, |r|², and the two extra additions of the
+    // symmetric path's transposed values): |err| <= γ (|q| + |r|)².
+    let unit = f64::from(f32::EPSILON) / 2.0;
+    let terms = dim as f64 + 4.0;
+    let gamma = terms * unit / (1.0 - terms * unit);
+    let ranker = RowRanker {
+        q_data,
+        r_data: &r_data,
+        dim,
+        nr,
+        k,
+        k_search,
+        // Candidates per row: the k_search nearest by the screen plus a margin for the proof.
+        m: (k_search + 16.max(k_search / 8)).min(nr),
+        gamma,
+        r_norm_max,
+        reference_includes_query,
+    };
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    if reference_includes_query
+        && !blocking.keep_distances
+        && k_search > 0
+        && nq == nr
+        && q.data_ptr() == r.data_ptr()
+    {
+        return symmetric_self_knn(&q, &r_sq, &ranker, blocking, threads, on_block);
+    }
+    let rows_per_block = blocking
+        .rows
+        .unwrap_or_else(|| blocking.block_bytes / (4 * nr).max(1))
+        .clamp(1, nq);
+
+    let mut indices = Vec::new();
+    let mut fallback_rows = 0usize;
+    let mut start = 0usize;
+    while start < nq {
+        let len = rows_per_block.min(nq - start);
+        let qb = q.narrow(0, start as i64, len as i64);
+        let partial = r_sq.addmm(&qb, &rt_m2).contiguous();
+        let q_sq = qb.square().sum_dim_intlist(&[1i64][..], true, Kind::Float);
+
+        indices.clear();
+        if k_search > 0 {
+            anyhow::ensure!(
+                partial.kind() == Kind::Float && partial.numel() == len * nr,
+                "internal: unexpected distance block"
+            );
+            // SAFETY: `partial` is a contiguous CPU float32 tensor of len * nr elements that
+            // outlives this slice (dropped at the end of the loop body); nothing writes to it.
+            let block: &[f32] =
+                unsafe { std::slice::from_raw_parts(partial.data_ptr() as *const f32, len * nr) };
+            // Rows are independent: split them over the cores (libtorch's matmul already is).
+            let per_thread = len.div_ceil(threads);
+            let parts: Vec<(Vec<i64>, usize)> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..len)
+                    .step_by(per_thread)
+                    .map(|first| {
+                        let ranker = &ranker;
+                        let last = (first + per_thread).min(len);
+                        scope.spawn(move || {
+                            let mut out = Vec::with_capacity((last - first) * k);
+                            let mut scratch = Scratch::default();
+                            let mut fallbacks = 0;
+                            for row in first..last {
+                                let values = &block[row * nr..(row + 1) * nr];
+                                fallbacks += usize::from(ranker.rank(
+                                    values,
+                                    start + row,
+                                    &mut scratch,
+                                    &mut out,
+                                ));
+                            }
+                            (out, fallbacks)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("kNN worker thread panicked"))
+                    .collect()
+            });
+            for (part, fallbacks) in parts {
+                indices.extend_from_slice(&part);
+                fallback_rows += fallbacks;
+            }
+        }
+        on_block(&KnnBlock {
+            start,
+            rows: len,
+            k,
+            indices: &indices,
+            partial_distances: Some(&partial),
+            query_sq_norms: Some(&q_sq),
+            fallback_rows,
+        })?;
+        start += len;
+    }
+    Ok(())
+}
+
+/// Reusable per-thread buffers.
+#[derive(Default)]
+struct Scratch {
+    cand: Vec<(f32, i64)>,
+    exact: Vec<(f64, i64)>,
+    order: Vec<i64>,
+}
+
+/// Everything needed to rank one query's row of screened distances.
+struct RowRanker<'a> {
+    q_data: &'a [f32],
+    r_data: &'a [f32],
+    dim: usize,
+    nr: usize,
+    k: usize,
+    k_search: usize,
+    m: usize,
+    gamma: f64,
+    r_norm_max: f64,
+    reference_includes_query: bool,
+}
+
+fn by_value_then_index<T: PartialOrd + Copy>(a: &(T, i64), b: &(T, i64)) -> std::cmp::Ordering {
+    a.0.partial_cmp(&b.0)
+        .unwrap_or(std::cmp::Ordering::Equal)
+        .then(a.1.cmp(&b.1))
+}
+
+impl RowRanker<'_> {
+    /// Exact squared distance in f64 from coordinate differences.
+    fn exact(&self, qi: usize, ri: usize) -> f64 {
+        let a = &self.q_data[qi * self.dim..(qi + 1) * self.dim];
+        let b = &self.r_data[ri * self.dim..(ri + 1) * self.dim];
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| {
+                let t = f64::from(*x) - f64::from(*y);
+                t * t
+            })
+            .sum()
+    }
+
+    /// The `m` smallest (value, index) pairs of `values`, sorted. A sampled threshold keeps the
+    /// scan to one comparison per element (no full selection over the row), which is what makes
+    /// this faster than `topk`.
+    fn candidates(&self, values: &[f32], cand: &mut Vec<(f32, i64)>) {
+        let n = values.len();
+        let m = self.m;
+        cand.clear();
+        if m * 4 >= n {
+            cand.extend(values.iter().copied().zip(0i64..));
+        } else {
+            let stride = (n / 2048).max(1);
+            let mut sample: Vec<f32> = values.iter().step_by(stride).copied().collect();
+            sample.sort_by(f32::total_cmp);
+            // Aim for about twice the needed share of the row; widen until enough pass.
+            let mut pick = ((m as f64 / n as f64) * sample.len() as f64 * 2.0) as usize + 8;
+            loop {
+                let threshold = sample.get(pick).copied().unwrap_or(f32::INFINITY);
+                cand.clear();
+                cand.extend(
+                    values
+                        .iter()
+                        .zip(0i64..)
+                        .filter(|(v, _)| **v <= threshold)
+                        .map(|(v, i)| (*v, i)),
+                );
+                if cand.len() >= m {
+                    break;
+                }
+                pick = pick * 2 + 8;
+            }
+        }
+        if cand.len() > m {
+            cand.select_nth_unstable_by(m - 1, by_value_then_index);
+            cand.truncate(m);
+        }
+        cand.sort_by(by_value_then_index);
+    }
+
+    /// Appends query `qi`'s `k` neighbours to `out`; returns whether the full-row fallback ran.
+    fn rank(&self, values: &[f32], qi: usize, s: &mut Scratch, out: &mut Vec<i64>) -> bool {
+        let mut cand = std::mem::take(&mut s.cand);
+        self.candidates(values, &mut cand);
+        let fallback = self.rank_candidates(&cand, qi, s, out);
+        s.cand = cand;
+        fallback
+    }
+
+    /// As `rank`, from the row's `m` smallest screened (value, index) pairs, sorted.
+    fn rank_candidates(
+        &self,
+        cand: &[(f32, i64)],
+        qi: usize,
+        s: &mut Scratch,
+        out: &mut Vec<i64>,
+    ) -> bool {
+        let (k_search, m) = (self.k_search, self.m);
+        let q_norm = self.q_data[qi * self.dim..(qi + 1) * self.dim]
+            .iter()
+            .map(|x| f64::from(*x) * f64::from(*x))
+            .sum::<f64>()
+            .sqrt();
+        let tol2 = 2.0 * self.gamma * (q_norm + self.r_norm_max).powi(2);
+        let kth = f64::from(cand[k_search - 1].0);
+        s.order.clear();
+        let fallback = !(m == self.nr || f64::from(cand[m - 1].0) > kth + tol2);
+        if !fallback {
+            // Items outside the candidates are provably farther than k_search of them. Inside,
+            // values further apart than tol2 are in their true order; runs of closer values are
+            // re-ranked by exact f64 distances (then index).
+            let limit = cand
+                .iter()
+                .position(|c| f64::from(c.0) > kth + tol2)
+                .unwrap_or(m);
+            let mut i = 0;
+            while i < limit && s.order.len() < k_search {
+                let mut j = i + 1;
+                while j < limit && f64::from(cand[j].0) - f64::from(cand[j - 1].0) <= tol2 {
+                    j += 1;
+                }
+                if j - i == 1 {
+                    s.order.push(cand[i].1);
+                } else {
+                    s.exact.clear();
+                    s.exact.extend(
+                        cand[i..j]
+                            .iter()
+                            .map(|c| (self.exact(qi, c.1 as usize), c.1)),
+                    );
+                    s.exact.sort_by(by_value_then_index);
+                    s.order.extend(s.exact.iter().map(|p| p.1));
+                }
+                i = j;
+            }
+        } else {
+            s.exact.clear();
+            s.exact
+                .extend((0..self.nr).map(|ri| (self.exact(qi, ri), ri as i64)));
+            if k_search < self.nr {
+                s.exact
+                    .select_nth_unstable_by(k_search, by_value_then_index);
+            }
+            s.exact.truncate(k_search);
+            s.exact.sort_by(by_value_then_index);
+            s.order.extend(s.exact.iter().map(|p| p.1));
+        }
+        s.order.truncate(k_search);
+        if self.reference_includes_query {
+            match s.order.iter().position(|&p| p == qi as i64) {
+                Some(pos) => {
+                    s.order.remove(pos);
+                }
+                None => {
+                    s.order.pop();
+                }
+            }
+        }
+        out.extend_from_slice(&s.order[..self.k]);
+        fallback
+    }
+}
+
+/// Running selection of one row's `m` smallest (value, index) pairs over column tiles.
+#[derive(Default)]
+struct RowState {
+    cand: Vec<(f32, i64)>,
+    /// The m-th smallest value so far (+inf until m are known); larger values cannot enter.
+    threshold: Option<f32>,
+}
+
+impl RowState {
+    fn feed(&mut self, values: &[f32], first_col: i64, m: usize) {
+        let limit = self.threshold.unwrap_or(f32::INFINITY);
+        let mut limit = limit;
+        for (v, j) in values.iter().zip(first_col..) {
+            if *v <= limit {
+                self.cand.push((*v, j));
+                if self.cand.len() >= 4 * m.max(8) {
+                    self.compact(m);
+                    limit = self.threshold.unwrap_or(f32::INFINITY);
+                }
+            }
+        }
+    }
+
+    fn compact(&mut self, m: usize) {
+        if self.cand.len() > m {
+            self.cand.select_nth_unstable_by(m - 1, by_value_then_index);
+            self.cand.truncate(m);
+        }
+        if self.cand.len() == m {
+            self.threshold = self.cand.iter().map(|c| c.0).reduce(f32::max);
+        }
+    }
+}
+
+/// Feeds `rows x width` values (row-major) to the matching row states, rows split over threads.
+fn feed_rows(
+    states: &mut [RowState],
+    values: &[f32],
+    width: usize,
+    first_col: i64,
+    m: usize,
+    threads: usize,
+) {
+    let per_thread = states.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        for (chunk, rows) in states
+            .chunks_mut(per_thread)
+            .zip(values.chunks(per_thread * width))
+        {
+            scope.spawn(move || {
+                for (state, row) in chunk.iter_mut().zip(rows.chunks(width)) {
+                    state.feed(row, first_col, m);
+                }
+            });
+        }
+    });
+}
+
+/// Feeds the rows of J from an `il x jl` tile of rows of I (row-major): row j's value for column
+/// i is `tile[i][j] - sq_j[j] + sq_i[i]`. Each thread owns a range of J rows and walks the tile
+/// row by row, reading contiguous segments.
+fn feed_transposed(
+    states: &mut [RowState],
+    tile: &[f32],
+    (il, jl): (usize, usize),
+    (sq_i, sq_j): (&[f32], &[f32]),
+    first_col: i64,
+    m: usize,
+    threads: usize,
+) {
+    let per_thread = jl.div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        for (c, chunk) in states.chunks_mut(per_thread).enumerate() {
+            let j_start = c * per_thread;
+            scope.spawn(move || {
+                let mut limits: Vec<f32> = chunk
+                    .iter()
+                    .map(|s| s.threshold.unwrap_or(f32::INFINITY))
+                    .collect();
+                for i in 0..il {
+                    let row = &tile[i * jl + j_start..i * jl + j_start + chunk.len()];
+                    let add = sq_i[i];
+                    for (r, &v) in row.iter().enumerate() {
+                        let value = (v - sq_j[j_start + r]) + add;
+                        if value <= limits[r] {
+                            let state = &mut chunk[r];
+                            state.cand.push((value, first_col + i as i64));
+                            if state.cand.len() >= 4 * m.max(8) {
+                                state.compact(m);
+                                limits[r] = state.threshold.unwrap_or(f32::INFINITY);
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// Self-evaluation (the reference is the query set): the distance matrix is symmetric, so it is
+/// computed in square tiles (I, J) with J >= I only, each tile serving the rows of I directly and
+/// the rows of J through its transpose: about half the matmul work of the row-block path. Every
+/// row keeps a running selection of its `m` smallest screened values; a row tile is ranked (same
+/// proof and exact re-ranking as the row-block path) once all its tiles have been seen.
+fn symmetric_self_knn(
+    x: &Tensor,
+    sq: &Tensor,
+    ranker: &RowRanker,
+    blocking: Blocking,
+    threads: usize,
+    mut on_block: impl FnMut(&KnnBlock) -> Result<()>,
+) -> Result<()> {
+    let n = x.size()[0] as usize;
+    let m = ranker.m;
+    let side = blocking
+        .rows
+        .unwrap_or_else(|| ((blocking.block_bytes / 4) as f64).sqrt() as usize)
+        .clamp(1, n);
+    let tiles = n.div_ceil(side);
+    let span = |t: usize| (t * side, side.min(n - t * side));
+    let xt_m2 = x.transpose(0, 1).contiguous() * -2.0;
+    let sq_host: Vec<f32> = Vec::try_from(sq.view([-1]))?;
+    let mut states: Vec<RowState> = (0..n).map(|_| RowState::default()).collect();
+    let mut indices = Vec::new();
+    let mut fallback_rows = 0usize;
+    for ti in 0..tiles {
+        let (i0, il) = span(ti);
+        let xi = x.narrow(0, i0 as i64, il as i64);
+        for tj in ti..tiles {
+            let (j0, jl) = span(tj);
+            // Rows of I against columns of J: |x_j|² - 2 x_i·x_j, one addmm.
+            let tile = sq
+                .narrow(1, j0 as i64, jl as i64)
+                .addmm(&xi, &xt_m2.narrow(1, j0 as i64, jl as i64))
+                .contiguous();
+            anyhow::ensure!(
+                tile.kind() == Kind::Float && tile.numel() == il * jl,
+                "internal: unexpected tile"
+            );
+            // SAFETY: `tile` is a contiguous CPU float32 tensor of il * jl elements, alive and
+            // unmodified while this slice is used (until the end of this iteration).
+            let values: &[f32] =
+                unsafe { std::slice::from_raw_parts(tile.data_ptr() as *const f32, il * jl) };
+            feed_rows(&mut states[i0..i0 + il], values, jl, j0 as i64, m, threads);
+            if tj != ti {
+                // Rows of J against columns of I from the same tile, read column-wise:
+                // (|x_j|² - 2 x_i·x_j) - |x_j|² + |x_i|².
+                feed_transposed(
+                    &mut states[j0..j0 + jl],
+                    values,
+                    (il, jl),
+                    (&sq_host[i0..i0 + il], &sq_host[j0..j0 + jl]),
+                    i0 as i64,
+                    m,
+                    threads,
+                );
+            }
+        }
+        // Row tile I has seen every column: rank its rows.
+        let per_thread = il.div_ceil(threads).max(1);
+        let parts: Vec<(Vec<i64>, usize)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = states[i0..i0 + il]
+                .chunks_mut(per_thread)
+                .enumerate()
+                .map(|(c, chunk)| {
+                    scope.spawn(move || {
+                        let mut out = Vec::with_capacity(chunk.len() * ranker.k);
+                        let mut scratch = Scratch::default();
+                        let mut fallbacks = 0;
+                        for (r, state) in chunk.iter_mut().enumerate() {
+                            state.compact(m);
+                            state.cand.sort_by(by_value_then_index);
+                            let qi = i0 + c * per_thread + r;
+                            fallbacks += usize::from(ranker.rank_candidates(
+                                &state.cand,
+                                qi,
+                                &mut scratch,
+                                &mut out,
+                            ));
+                            *state = RowState::default();
+                        }
+                        (out, fallbacks)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("kNN worker thread panicked"))
+                .collect()
+        });
+        indices.clear();
+        for (part, fallbacks) in parts {
+            indices.extend_from_slice(&part);
+            fallback_rows += fallbacks;
+        }
+        on_block(&KnnBlock {
+            start: i0,
+            rows: il,
+            k: ranker.k,
+            indices: &indices,
+            partial_distances: None,
+            query_sq_norms: None,
+            fallback_rows,
+        })?;
+    }
+    Ok(())
+}
+
+/// Every query's neighbour list (tests).
+#[cfg(test)]
+pub fn knn_lists(
+    query: &Tensor,
+    reference: &Tensor,
+    k: usize,
+    reference_includes_query: bool,
+    blocking: Blocking,
+) -> Result<Vec<Vec<usize>>> {
+    let mut out = Vec::new();
+    blocked_knn(
+        query,
+        reference,
+        k,
+        reference_includes_query,
+        blocking,
+        |b| {
+            for row in 0..b.rows {
+                out.push(
+                    b.indices[row * b.k..(row + 1) * b.k]
+                        .iter()
+                        .map(|&i| i as usize)
+                        .collect(),
+                );
+            }
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Naive reference: every distance in f64 from the same float32 expansion, full stable sort by
+    /// (distance, index), then PML's self removal.
+    fn naive(q: &Tensor, r: &Tensor, k: usize, riq: bool) -> Vec<Vec<usize>> {
+        let qv: Vec<Vec<f32>> = Vec::try_from(q).unwrap();
+        let rv: Vec<Vec<f32>> = Vec::try_from(r).unwrap();
+        qv.iter()
+            .enumerate()
+            .map(|(qi, a)| {
+                let mut all: Vec<(f64, usize)> = rv
+                    .iter()
+                    .enumerate()
+                    .map(|(ri, b)| {
+                        let d: f64 = a
+                            .iter()
+                            .zip(b)
+                            .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+                            .sum();
+                        (d, ri)
+                    })
+                    .collect();
+                all.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+                let mut top: Vec<usize> = all[..k + usize::from(riq)].iter().map(|p| p.1).collect();
+                if riq {
+                    match top.iter().position(|&i| i == qi) {
+                        Some(p) => {
+                            top.remove(p);
+                        }
+                        None => {
+                            top.pop();
+                        }
+                    }
+                }
+                top
+            })
+            .collect()
+    }
+
+    #[test]
+    fn blocked_matches_naive_for_many_block_sizes_and_k() {
+        tch::manual_seed(7);
+        // Integer-valued coordinates: distances are exact in f32 and f64 alike and ties are
+        // frequent, which exercises the tie-breaking and boundary repair.
+        let q = Tensor::randint(4, [37, 3], (Kind::Float, Device::Cpu));
+        let r = Tensor::randint(4, [53, 3], (Kind::Float, Device::Cpu));
+        let qr = Tensor::cat(&[&q, &r], 0);
+        for rows in [1usize, 2, 5, 16, 37, 1000] {
+            let blocking = Blocking {
+                rows: Some(rows),
+                ..Blocking::default()
+            };
+            for k in [1usize, 3, 8, 20, 53] {
+                assert_eq!(
+                    knn_lists(&q, &r, k, false, blocking).unwrap(),
+                    naive(&q, &r, k, false),
+                    "rows {rows} k {k}"
+                );
+                assert_eq!(
+                    knn_lists(&q, &qr, k, true, blocking).unwrap(),
+                    naive(&q, &qr, k, true),
+                    "self rows {rows} k {k}"
+                );
+                // The query set as its own reference: the symmetric tile path (tile side `rows`),
+                // and the row-block path when every pair's distance is kept.
+                if k < 37 {
+                    let want = naive(&q, &q, k, true);
+                    assert_eq!(
+                        knn_lists(&q, &q, k, true, blocking).unwrap(),
+                        want,
+                        "symmetric rows {rows} k {k}"
+                    );
+                    let rowwise = Blocking {
+                        keep_distances: true,
+                        ..blocking
+                    };
+                    assert_eq!(knn_lists(&q, &q, k, true, rowwise).unwrap(), want);
+                }
+            }
+        }
+        // Continuous data in 16 dimensions: no ties, so the float32 expansion must reproduce the
+        // exact ordering.
+        let q = Tensor::randn([40, 16], (Kind::Float, Device::Cpu));
+        let r = Tensor::randn([90, 16], (Kind::Float, Device::Cpu));
+        for rows in [3usize, 40] {
+            let blocking = Blocking {
+                rows: Some(rows),
+                ..Blocking::default()
+            };
+            assert_eq!(
+                knn_lists(&q, &r, 10, false, blocking).unwrap(),
+                naive(&q, &r, 10, false)
+            );
+        }
+    }
+
+    #[test]
+    fn ranking_is_exact_where_float32_rounding_is_not() {
+        // Norms near 2000 and coordinate differences near 1e-2: the f32 expansion's rounding
+        // (about 1 in squared distance) swamps the true differences, so the screen cannot prove
+        // its candidates and the f64 paths must give the exact ranking.
+        tch::manual_seed(9);
+        let near = |n: i64| {
+            (Tensor::full([n, 4], 1000.0, (Kind::Double, Device::Cpu))
+                + Tensor::randn([n, 4], (Kind::Double, Device::Cpu)) * 1e-2)
+                .to_kind(Kind::Float)
+        };
+        let q = near(20);
+        let r = near(60);
+        let qr = Tensor::cat(&[&q, &r], 0);
+        let mut fallbacks = 0;
+        blocked_knn(&q, &r, 5, false, Blocking::default(), |b| {
+            fallbacks = b.fallback_rows;
+            Ok(())
+        })
+        .unwrap();
+        assert!(fallbacks > 0);
+        for rows in [1usize, 7] {
+            let blocking = Blocking {
+                rows: Some(rows),
+                ..Blocking::default()
+            };
+            for k in [1usize, 5, 40] {
+                assert_eq!(
+                    knn_lists(&q, &r, k, false, blocking).unwrap(),
+                    naive(&q, &r, k, false)
+                );
+                assert_eq!(
+                    knn_lists(&q, &qr, k, true, blocking).unwrap(),
+                    naive(&q, &qr, k, true)
+                );
+                assert_eq!(
+                    knn_lists(&qr, &qr, k, true, blocking).unwrap(),
+                    naive(&qr, &qr, k, true)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sampled_candidate_selection_equals_a_full_sort() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        for (n, levels, m) in [
+            (10_000usize, 50u32, 40usize),
+            (5_000, 3, 100),
+            (3_000, 1_000_000, 17),
+        ] {
+            // Few distinct levels: heavy ties, including across the m-th place.
+            let values: Vec<f32> = (0..n)
+                .map(|_| rng.random_range(0..levels) as f32 * 0.5 - 3.0)
+                .collect();
+            let ranker = RowRanker {
+                q_data: &[],
+                r_data: &[],
+                dim: 0,
+                nr: n,
+                k: m,
+                k_search: m,
+                m,
+                gamma: 0.0,
+                r_norm_max: 0.0,
+                reference_includes_query: false,
+            };
+            let mut got = Vec::new();
+            ranker.candidates(&values, &mut got);
+            let mut want: Vec<(f32, i64)> = values.iter().copied().zip(0i64..).collect();
+            want.sort_by(by_value_then_index);
+            want.truncate(m);
+            assert_eq!(got, want, "n {n} levels {levels}");
+        }
+    }
+
+    #[test]
+    fn byte_budget_splits_into_blocks() {
+        let q = Tensor::randn([30, 4], (Kind::Float, Device::Cpu));
+        let count_blocks = |blocking: Blocking, max_rows: usize| {
+            let mut blocks = 0;
+            blocked_knn(&q, &q, 2, true, blocking, |b| {
+                assert!(b.rows <= max_rows);
+                blocks += 1;
+                Ok(())
+            })
+            .unwrap();
+            blocks
+        };
+        // Row blocks: 4 bytes x 30 reference columns x 7 rows per block.
+        let budget = 4 * 30 * 7;
+        let rowwise = Blocking {
+            rows: None,
+            block_bytes: budget,
+            keep_distances: true,
+        };
+        assert_eq!(count_blocks(rowwise, 7), 5);
+        // Symmetric self path: square tiles of side sqrt(budget / 4) = 14.
+        let symmetric = Blocking {
+            keep_distances: false,
+            ..rowwise
+        };
+        assert_eq!(count_blocks(symmetric, 14), 3);
+    }
+
+    #[test]
+    fn self_match_removed_even_when_duplicates_tie() {
+        // PML's test_tied_distances: duplicates of other labels are kept, the self row removed.
+        let e = Tensor::from_slice(&[10f32, 10., 20., 20.]).view([4, 1]);
+        let got = knn_lists(&e, &e, 1, true, Blocking::default()).unwrap();
+        assert_eq!(got, vec![vec![1], vec![0], vec![3], vec![2]]);
+    }
+}
