@@ -10,7 +10,7 @@ use std::path::PathBuf;
 /// Flags that steer the tool and are never config keys. `experiment_name`, `root_experiment_folder`,
 /// `dataset_root` and `root_config_folder` get their own fields in [`CommonArgs`]; the others are
 /// kept in [`CommonArgs::tool_flags`] for the command that understands them.
-pub const TOOL_FLAGS: [&str; 15] = [
+pub const TOOL_FLAGS: [&str; 18] = [
     "experiment_name",
     "root_experiment_folder",
     "dataset_root",
@@ -25,6 +25,9 @@ pub const TOOL_FLAGS: [&str; 15] = [
     "parallel",
     "reproductions",
     "executor",
+    "prune",
+    "prune_warmup",
+    "trial_timeout",
     "format",
 ];
 

@@ -109,7 +109,18 @@ pub async fn run_job(
         .append(true)
         .open(stderr_log)
         .map_err(|e| broken(format!("cannot open {}: {e}", stderr_log.display())))?;
-    let mut child = Process::new(&argv[0])
+    let mut command = Process::new(&argv[0]);
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl, which is
+    // async-signal-safe. PR_SET_PDEATHSIG makes the kernel kill the worker when the coordinator
+    // dies, even by SIGKILL, so a restarted coordinator never races an orphaned worker.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let mut child = command
         .args(&argv[1..])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -89,15 +89,24 @@ pub fn new_experiment_folder(root: &Path, name: &str) -> Result<PathBuf> {
 
 /// Writes `<folder>/configs/<category>.yaml`, one file per category, atomically.
 pub fn save_configs(folder: &Path, merged: &Merged) -> Result<()> {
+    save_configs_with(folder, merged, Vec::new())
+}
+
+/// Like [`save_configs`], writing `extra` files (path, contents) in the same atomic batch.
+pub fn save_configs_with(
+    folder: &Path,
+    merged: &Merged,
+    mut extra: Vec<(std::path::PathBuf, Vec<u8>)>,
+) -> Result<()> {
     for (category, map) in &merged.categories {
         let text = serde_yaml::to_string(map)
             .with_context(|| format!("cannot serialise the {category} config"))?;
-        write_atomic(
-            &folder.join("configs").join(format!("{category}.yaml")),
-            text.as_bytes(),
-        )?;
+        extra.push((
+            folder.join("configs").join(format!("{category}.yaml")),
+            text.into_bytes(),
+        ));
     }
-    Ok(())
+    crate::fsutil::write_atomic_all(&extra)
 }
 
 /// Prefix of the folders that record config changes made when resuming (SPEC §4.1).

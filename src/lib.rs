@@ -8,6 +8,8 @@ pub mod config_cmd;
 pub mod executor;
 pub mod experiment;
 pub mod fsutil;
+pub mod optimizer;
 pub mod protocol;
 pub mod run;
 pub mod search_space;
+pub mod study;

@@ -36,6 +36,23 @@ enum Commands {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
         args: Vec<String>,
     },
+    /// Tune the search parameters of a config with Bayesian optimisation (a study of many trials).
+    #[command(
+        after_help = "Flags: --experiment_name NAME (the study folder), --bayes_opt_iters N \
+        (alias --bayesian_optimization_n_iter; required), --parallel K (workers at once, default 1), \
+        --reproductions R (retrain the best trial R times), --prune median, --prune_warmup N, \
+        --trial_timeout SECS, --executor local, plus every flag of run. Re-running the same \
+        command resumes the study."
+    )]
+    Tune {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
+    /// Rewrite a study's tables, plots and report.html from its study.db.
+    Report {
+        /// The study folder (`<root_experiment_folder>/<experiment_name>`).
+        path: std::path::PathBuf,
+    },
     /// Print the merged config and its search space; runs nothing.
     #[command(
         after_help = "Takes the same flags as run and tune (--experiment_name is optional and \
@@ -112,13 +129,23 @@ fn main() -> ExitCode {
         .get(1)
         .is_some_and(|a| a.starts_with("--") && a != "--help" && a != "--version")
     {
-        argv.insert(1, "run".to_string());
+        // ... and with --bayes_opt_iters it is `tune`.
+        let tuning = argv
+            .iter()
+            .any(|a| a == "--bayes_opt_iters" || a == "--bayesian_optimization_n_iter");
+        argv.insert(1, if tuning { "tune" } else { "run" }.to_string());
     }
     let cli = Cli::parse_from(argv);
     let result = match cli.command {
         Commands::Run { args } => metricbench::run::RunArgs::from_tokens(&args)
             .and_then(metricbench::run::run)
             .map(|_| ExitCode::SUCCESS),
+        Commands::Tune { args } => metricbench::study::TuneArgs::from_tokens(&args)
+            .and_then(metricbench::study::tune)
+            .map(|_| ExitCode::SUCCESS),
+        Commands::Report { path } => {
+            metricbench::study::report_command(&path).map(|_| ExitCode::SUCCESS)
+        }
         Commands::Config { args } => {
             metricbench::config_cmd::ConfigView::from_tokens(&args).and_then(|view| {
                 // Show the merged config even when it cannot run, then say why.

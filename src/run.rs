@@ -72,6 +72,9 @@ impl RunArgs {
                         | "bayesian_optimization_n_iter"
                         | "parallel"
                         | "reproductions"
+                        | "prune"
+                        | "prune_warmup"
+                        | "trial_timeout"
                         | "executor" => "it is an option of `metricbench tune`",
                         "format" => "it is an option of `metricbench config`",
                         "evaluate_ensemble" => {

@@ -13,9 +13,14 @@ name -> number) score exp(-sum((v - 0.5)^2) / 0.1), which is 1 when every value 
 of `num_epochs_train` reports score * (1 - 0.5**e) on `val` (as `mean_average_precision_at_r` and
 `precision_at_1`), once per fold of `num_training_sets`.
 
+Actions: `train` as above; `evaluate` reports every fold's `test` metrics (score * 0.9, as if the
+test classes were a little harder) and `evaluate_ensemble` one `test` evaluation of fold `ensemble`.
+
 For testing the coordinator's failure handling, `example_behaviour` may be `crash` (exit 3 before any
 result), `garbage` (print a non-JSON line), `hang` (sleep forever), `nan` (report a NaN objective),
-`error` (report an error event), or `normal`.
+`error` (report an error event), or `normal`; `example_behaviour_by_trial: {3: crash}` sets it for
+one trial index of a study. `example_run_log: PATH` appends `start <folder>` / `done <folder>`
+lines, so tests can count how often each trial ran.
 """
 
 import json
@@ -74,6 +79,18 @@ def main():
     config = job["config"]
     emit("ready", name="python-example-worker", version="0.1", device="cpu", protocol=PROTOCOL)
     behaviour = config.get("example_behaviour") or "normal"
+    trial = job.get("trial") or {}
+    by_trial = config.get("example_behaviour_by_trial") or {}
+    if "index" in trial and str(trial["index"]) in {str(k) for k in by_trial}:
+        behaviour = {str(k): v for k, v in by_trial.items()}[str(trial["index"])]
+    run_log = config.get("example_run_log")
+
+    def note(what):
+        if run_log:
+            with open(run_log, "a") as f:
+                f.write(f"{what} {job['experiment_folder']} {job['action']}\n")
+
+    note("start")
     parameters = config.get("example_parameters") or {}
     if not isinstance(parameters, dict):
         emit("error", kind="config", message="example_parameters must be a mapping of name -> number")
@@ -91,6 +108,19 @@ def main():
 
     epochs = int(config.get("num_epochs_train") or 1)
     folds = int(config.get("num_training_sets") or 1)
+    if job["action"] in ("evaluate", "evaluate_ensemble"):
+        primary = config.get("eval_metric_for_best_epoch") or "mean_average_precision_at_r"
+        score = score_of(parameters) * 0.9
+        names = ["ensemble"] if job["action"] == "evaluate_ensemble" else [f"fold{i}" for i in range(folds)]
+        results = []
+        for name in names:
+            metrics = {primary: score, "precision_at_1": score}
+            for split in job["splits_to_eval"]:
+                emit("evaluation", fold=name, epoch=epochs, split=split, metrics=metrics, is_best=False)
+            results.append({"fold": name, "best_epoch": epochs, "metrics": metrics})
+        note("done")
+        emit("result", objective={"metric": primary, "mean": score, "sem": None}, folds=results)
+        return 0
     seconds_per_epoch = float(config.get("example_seconds_per_epoch") or 0.0)
     primary = config.get("eval_metric_for_best_epoch") or "mean_average_precision_at_r"
     score = float("nan") if behaviour == "nan" else score_of(parameters)
@@ -126,6 +156,7 @@ def main():
     with open(record + ".tmp", "w") as f:
         json.dump({"parameters": parameters, "folds": fold_results, "objective": mean}, f)
     os.replace(record + ".tmp", record)
+    note("done")
     emit("result", objective={"metric": primary, "mean": mean, "sem": sem}, folds=fold_results)
     return 0
 
