@@ -34,7 +34,7 @@ use serde_yaml::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use storage::{StudyStore, TrialRecord, TrialState};
+use storage::{StudyStore, TrialEnd, TrialRecord, TrialState};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
@@ -670,13 +670,11 @@ async fn search(study: &Study) -> Result<()> {
                     let text = format!("{e:#}");
                     store.finish(
                         record.index,
-                        TrialState::Failed,
-                        None,
-                        None,
-                        None,
-                        0.0,
-                        None,
-                        Some(&text),
+                        &TrialEnd {
+                            state: TrialState::Failed,
+                            error: Some(&text),
+                            ..Default::default()
+                        },
                     )?;
                     sampler.observe(&record.parameters, None);
                     overall.inc(1);
@@ -764,7 +762,15 @@ async fn search(study: &Study) -> Result<()> {
                         match mean {
                             Some(mean) => {
                                 let state = if r.prune_requested { TrialState::Pruned } else { TrialState::Completed };
-                                store.finish(index, state, Some(mean), outcome.objective.sem, Some(&folds), duration, Some("0"), None)?;
+                                store.finish(index, &TrialEnd {
+                                    state,
+                                    mean: Some(mean),
+                                    sem: outcome.objective.sem,
+                                    folds: Some(&folds),
+                                    duration_s: duration,
+                                    exit_status: Some("0"),
+                                    error: None,
+                                })?;
                                 sampler.observe(&r.record.parameters, Some(mean));
                                 failures_in_a_row = 0;
                                 if state == TrialState::Completed {
@@ -782,7 +788,14 @@ async fn search(study: &Study) -> Result<()> {
                                     "the objective {} is NaN or missing (the worker reported no finite best validation value)",
                                     outcome.objective.metric
                                 );
-                                store.finish(index, TrialState::Failed, None, None, Some(&folds), duration, Some("0"), Some(&text))?;
+                                store.finish(index, &TrialEnd {
+                                    state: TrialState::Failed,
+                                    folds: Some(&folds),
+                                    duration_s: duration,
+                                    exit_status: Some("0"),
+                                    error: Some(&text),
+                                    ..Default::default()
+                                })?;
                                 sampler.observe(&r.record.parameters, None);
                                 failures_in_a_row += 1;
                                 first_failure.get_or_insert(text.clone());
@@ -791,7 +804,12 @@ async fn search(study: &Study) -> Result<()> {
                         }
                     }
                     Err(text) => {
-                        store.finish(index, TrialState::Failed, None, None, None, duration, None, Some(&text))?;
+                        store.finish(index, &TrialEnd {
+                            state: TrialState::Failed,
+                            duration_s: duration,
+                            error: Some(&text),
+                            ..Default::default()
+                        })?;
                         sampler.observe(&r.record.parameters, None);
                         failures_in_a_row += 1;
                         first_failure.get_or_insert(text.clone());

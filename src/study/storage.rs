@@ -8,8 +8,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 
 /// Life cycle of a trial: queued -> running -> completed | failed | pruned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TrialState {
+    #[default]
     Queued,
     Running,
     Completed,
@@ -69,6 +70,19 @@ pub struct TrialRecord {
     pub error: Option<String>,
     /// How many times the trial was started (1 + resumes after a crash).
     pub attempts: u32,
+}
+
+/// How a trial ended (see [`StudyStore::finish`]).
+#[derive(Debug, Clone, Default)]
+pub struct TrialEnd<'a> {
+    pub state: TrialState,
+    pub mean: Option<f64>,
+    pub sem: Option<f64>,
+    /// The `folds` array of the worker's result event.
+    pub folds: Option<&'a serde_json::Value>,
+    pub duration_s: f64,
+    pub exit_status: Option<&'a str>,
+    pub error: Option<&'a str>,
 }
 
 pub struct StudyStore {
@@ -193,32 +207,22 @@ impl StudyStore {
     }
 
     /// Records a finished trial: completed (with its objective) or pruned (with its best value so
-    /// far), with its per-fold metrics and duration.
-    pub fn finish(
-        &self,
-        index: u64,
-        state: TrialState,
-        mean: Option<f64>,
-        sem: Option<f64>,
-        folds: Option<&serde_json::Value>,
-        duration_s: f64,
-        exit_status: Option<&str>,
-        error: Option<&str>,
-    ) -> Result<()> {
-        let folds = folds.map(serde_json::to_string).transpose()?;
+    /// far), or failed (with the reason), with its per-fold metrics and duration.
+    pub fn finish(&self, index: u64, end: &TrialEnd) -> Result<()> {
+        let folds = end.folds.map(serde_json::to_string).transpose()?;
         self.conn.execute(
             "UPDATE trials SET state = ?2, objective_mean = ?3, objective_sem = ?4, fold_metrics = ?5,
              finished_at = ?6, duration_s = ?7, exit_status = ?8, error = ?9 WHERE trial_index = ?1",
             params![
                 index as i64,
-                state.as_str(),
-                mean,
-                sem,
+                end.state.as_str(),
+                end.mean,
+                end.sem,
                 folds,
                 now(),
-                duration_s,
-                exit_status,
-                error
+                end.duration_s,
+                end.exit_status,
+                end.error
             ],
         )?;
         Ok(())
@@ -337,13 +341,13 @@ mod tests {
         store
             .finish(
                 0,
-                TrialState::Completed,
-                Some(0.5),
-                None,
-                None,
-                1.5,
-                Some("0"),
-                None,
+                &TrialEnd {
+                    state: TrialState::Completed,
+                    mean: Some(0.5),
+                    duration_s: 1.5,
+                    exit_status: Some("0"),
+                    ..Default::default()
+                },
             )
             .unwrap();
         drop(store);
