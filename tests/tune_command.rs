@@ -148,9 +148,15 @@ fn a_study_finds_the_known_optimum_and_its_files_agree() {
         experiments[1]["name"].as_str().unwrap(),
         format!("{}_reproduction0", best.name)
     );
-    assert!(study
-        .join(format!("{}_reproduction1/configs", best.name))
-        .is_dir());
+    // Each reproduction retrains with its own seed (else a CPU run repeats the same numbers).
+    for (j, seed) in [(0, 1000), (1, 2000)] {
+        let general = std::fs::read_to_string(study.join(format!(
+            "{}_reproduction{j}/configs/config_general.yaml",
+            best.name
+        )))
+        .unwrap();
+        assert!(general.contains(&format!("seed: {seed}\n")), "{general}");
+    }
     let summary = &report["test"]["summary"]["mean_average_precision_at_r"];
     assert_eq!(summary["n"].as_u64(), Some(3));
     assert!(summary["mean"].as_f64().unwrap() > 0.85, "{summary:?}");

@@ -29,15 +29,26 @@ pub fn best_trial(trials: &[TrialRecord]) -> Option<TrialRecord> {
 }
 
 /// `name=value` pairs, floats with 4 significant digits (the full values are in study.db and
-/// trials.csv). Parameter names are shortened to their last path component.
+/// trials.csv). Names are shortened to their shortest unambiguous trailing path (at least the last
+/// two components): `Adam/lr` unless two optimizers' `lr` are searched, then `trunk_optimizer/Adam/lr`.
 pub fn format_parameters(p: &Map<String, Value>) -> String {
+    let names: Vec<&str> = p.keys().map(String::as_str).collect();
+    let suffix = |name: &str, k: usize| -> String {
+        let parts: Vec<&str> = name.split('/').collect();
+        parts[parts.len().saturating_sub(k)..].join("/")
+    };
     p.iter()
         .map(|(k, v)| {
-            let short = k.rsplit('/').next().unwrap_or(k);
-            let owner = k
-                .rsplit('/')
-                .nth(1)
-                .map_or(String::new(), |o| format!("{o}/"));
+            let mut depth = 2;
+            while depth < k.split('/').count()
+                && names
+                    .iter()
+                    .filter(|other| suffix(other, depth) == suffix(k, depth))
+                    .count()
+                    > 1
+            {
+                depth += 1;
+            }
             let value = match v.as_f64() {
                 Some(x) if v.is_f64() => {
                     if x != 0.0 && (x.abs() < 1e-3 || x.abs() >= 1e4) {
@@ -48,7 +59,7 @@ pub fn format_parameters(p: &Map<String, Value>) -> String {
                 }
                 _ => v.to_string(),
             };
-            format!("{owner}{short}={value}")
+            format!("{}={value}", suffix(k, depth))
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -218,6 +229,32 @@ pub fn t_interval_95(values: &[f64]) -> Option<f64> {
     Some(t.inverse_cdf(0.975) * sd / (n as f64).sqrt())
 }
 
+/// Reproduction `j` retrains the best trial's config with its own seed: on the CPU a run is
+/// deterministic given its seed, so reusing the trial's seed would "reproduce" the same numbers and
+/// give a confidence interval of width zero. The seeds are fixed, so a resumed study reuses them.
+fn reproduction_seed(study: &Study, j: usize) -> u64 {
+    study.seed().wrapping_add(1000 * (j as u64 + 1))
+}
+
+/// The configs with `seed` set (where a category defines it, else in the first category).
+fn with_seed(mut merged: crate::config::Merged, seed: u64) -> crate::config::Merged {
+    let key = serde_yaml::Value::String("seed".to_string());
+    let value = serde_yaml::Value::Number(seed.into());
+    let mut set = false;
+    for (_, map) in merged.categories.iter_mut() {
+        if let Some(v) = map.get_mut(&key) {
+            *v = value.clone();
+            set = true;
+        }
+    }
+    if !set {
+        if let Some((_, first)) = merged.categories.first_mut() {
+            first.insert(key, value);
+        }
+    }
+    merged
+}
+
 /// Evaluates the best trial on `test` (per fold and ensemble), runs `--reproductions`, and writes
 /// `report.yaml`. Reproductions already finished (recorded in the store) are not run again.
 pub(super) async fn test_best(study: &Study, best: &TrialRecord) -> Result<TestReport> {
@@ -275,7 +312,7 @@ pub(super) async fn test_best(study: &Study, best: &TrialRecord) -> Result<TestR
         } else {
             clear_trial_folder(&folder)?;
             let configs = experiment::load_saved_configs(&best_folder)?;
-            experiment::save_configs(&folder, &configs)?;
+            experiment::save_configs(&folder, &with_seed(configs, reproduction_seed(study, j)))?;
             None
         };
         eprintln!(
@@ -457,6 +494,22 @@ pub fn summary_table(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parameter_names_are_short_but_unambiguous() {
+        let p: Map<String, Value> = serde_json::from_value(json!({
+            "optimizers/trunk_optimizer/Adam/lr": 0.00123,
+            "optimizers/embedder_optimizer/Adam/lr": 0.5,
+            "loss_funcs/metric_loss/ContrastiveLoss/pos_margin": 0.1,
+            "batch_size": 64,
+        }))
+        .unwrap();
+        assert_eq!(
+            format_parameters(&p),
+            "trunk_optimizer/Adam/lr=0.0012, embedder_optimizer/Adam/lr=0.5, \
+             ContrastiveLoss/pos_margin=0.1, batch_size=64"
+        );
+    }
 
     #[test]
     fn t_interval_matches_scipy() {
