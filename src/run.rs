@@ -156,9 +156,10 @@ fn saved_with_overrides(args: &RunArgs, saved: &Merged) -> Result<Merged> {
     Ok(merged)
 }
 
-fn splits_to_eval(combined: &serde_yaml::Mapping) -> Result<Vec<String>> {
+/// The `splits_to_eval` config key (default `[val]`).
+pub fn splits_to_eval(combined: &serde_yaml::Mapping) -> Result<Vec<String>> {
     match combined.get("splits_to_eval") {
-        None => Ok(vec!["val".to_string()]),
+        None | Some(Value::Null) => Ok(vec!["val".to_string()]),
         Some(Value::Sequence(items)) => items
             .iter()
             .map(|v| {

@@ -188,24 +188,6 @@ fn lock_study(folder: &Path) -> Result<StudyLock> {
     Ok(StudyLock(file))
 }
 
-fn splits_to_eval(combined: &serde_yaml::Mapping) -> Result<Vec<String>> {
-    match combined.get("splits_to_eval") {
-        None | Some(Value::Null) => Ok(vec!["val".to_string()]),
-        Some(Value::Sequence(items)) => items
-            .iter()
-            .map(|v| {
-                v.as_str()
-                    .map(str::to_string)
-                    .context("splits_to_eval must be a list of split names such as [val]")
-            })
-            .collect(),
-        Some(other) => bail!(
-            "splits_to_eval must be a list of split names, not {}",
-            config::kind_name(other)
-        ),
-    }
-}
-
 fn primary_metric(combined: &serde_yaml::Mapping) -> String {
     ["eval_metric_for_best_epoch", "eval_primary_metric"]
         .iter()
@@ -366,7 +348,7 @@ impl Study {
         let worker = executor::worker_argv(combined.get("worker_command"))?;
         let study = Study {
             primary_metric: primary_metric(&combined),
-            splits_to_eval: splits_to_eval(&combined)?,
+            splits_to_eval: crate::run::splits_to_eval(&combined)?,
             args,
             folder,
             merged,
