@@ -68,7 +68,33 @@ fn components(args: &[String]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Keeps freed tensor memory in the process instead of returning it to the kernel. glibc serves
+/// allocations above its mmap threshold (a parameter-sized gradient, a batch activation) with fresh
+/// `mmap`s and trims the heap top beyond its trim threshold, so every training iteration page-faulted
+/// its temporaries back in: about 400 minor faults per iteration of the training benchmark and about
+/// 2 s of system time per 1500 iterations (perf: `clear_page_erms`, `exc_page_fault`). A 1 GiB
+/// threshold for both keeps that memory mapped and reused: faults drop ninefold, system time halves,
+/// and peak resident memory grows by a few percent (555 -> 580 MB there), since the same sizes recur.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_freed_memory() {
+    extern "C" {
+        fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
+    }
+    const M_TRIM_THRESHOLD: std::ffi::c_int = -1;
+    const M_MMAP_THRESHOLD: std::ffi::c_int = -3;
+    // SAFETY: mallopt only changes allocator parameters; called first thing in main, before any
+    // other thread exists. Failure (a 0 return) only leaves glibc's defaults in place.
+    unsafe {
+        mallopt(M_MMAP_THRESHOLD, 1 << 30);
+        mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory() {}
+
 fn main() -> ExitCode {
+    keep_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         None => {}

@@ -63,6 +63,10 @@ pub struct Optimizer {
     params: Vec<(String, Tensor)>,
     /// Per parameter: state buffer name -> tensor, created lazily on the first step as PyTorch does.
     state: Vec<BTreeMap<String, Tensor>>,
+    /// Per parameter: two work buffers of its shape for the temporaries of an update, allocated on
+    /// the first step and reused (not state: never saved), instead of allocating a fresh tensor
+    /// (up to a megabyte here) for every temporary of every step.
+    scratch: Vec<Option<(Tensor, Tensor)>>,
     /// Number of steps taken (Adam's bias correction uses it).
     steps: i64,
     pub by_iteration: Option<Scheduler>,
@@ -208,6 +212,7 @@ impl Optimizer {
             lr,
             params,
             state: (0..n).map(|_| BTreeMap::new()).collect(),
+            scratch: (0..n).map(|_| None).collect(),
             steps: 0,
             by_iteration,
             by_epoch,
@@ -257,11 +262,20 @@ impl Optimizer {
         self.steps += 1;
         let lr = self.lr;
         let t = self.steps as f64;
-        for ((_, p), state) in self.params.iter_mut().zip(self.state.iter_mut()) {
+        for (((_, p), state), scratch) in self
+            .params
+            .iter_mut()
+            .zip(self.state.iter_mut())
+            .zip(self.scratch.iter_mut())
+        {
             let grad = p.grad();
             if !grad.defined() {
                 continue;
             }
+            // The temporaries below are written into these buffers with `_out` ops that compute
+            // exactly what the allocating ops (and torch.optim) compute.
+            let (s0, s1) = scratch.get_or_insert_with(|| (p.empty_like(), p.empty_like()));
+            let (s0, s1) = (&*s0, &mut *s1);
             match self.rule {
                 Rule::Sgd {
                     momentum,
@@ -293,7 +307,7 @@ impl Optimizer {
                             buf
                         };
                     }
-                    let _ = p.g_sub_(&(d_p * lr));
+                    let _ = p.g_sub_(&d_p.mul_scalar_out(s0, lr));
                 }
                 Rule::Adam {
                     beta1,
@@ -327,7 +341,7 @@ impl Optimizer {
                     let _ = exp_avg_sq
                         .shallow_clone()
                         .g_mul_scalar_(beta2)
-                        .addcmul_(&grad, &(&grad * (1.0 - beta2)));
+                        .addcmul_(&grad, &grad.mul_scalar_out(s0, 1.0 - beta2));
                     let bias_correction1 = 1.0 - beta1.powf(t);
                     let bias_correction2 = 1.0 - beta2.powf(t);
                     let step_size = lr / bias_correction1;
@@ -341,8 +355,11 @@ impl Optimizer {
                     } else {
                         exp_avg_sq
                     };
-                    let denom = (second.sqrt() / bias_correction2.sqrt()) + eps;
-                    let _ = p.addcdiv_(&(exp_avg * -step_size), &denom);
+                    // denom = (second.sqrt() / bias_correction2.sqrt()) + eps
+                    let _ = second.sqrt_out(s1);
+                    let _ = s1.g_div_scalar_(bias_correction2.sqrt());
+                    let _ = s1.g_add_scalar_(eps);
+                    let _ = p.addcdiv_(&exp_avg.mul_scalar_out(s0, -step_size), s1);
                 }
                 Rule::RmsProp {
                     alpha,
@@ -364,7 +381,7 @@ impl Optimizer {
                     let _ = square_avg
                         .shallow_clone()
                         .g_mul_scalar_(alpha)
-                        .addcmul_(&grad, &(&grad * (1.0 - alpha)));
+                        .addcmul_(&grad, &grad.mul_scalar_out(s0, 1.0 - alpha));
                     let avg = if centered {
                         let grad_avg = state
                             .entry("grad_avg".into())
@@ -373,7 +390,10 @@ impl Optimizer {
                         let _ = grad_avg.shallow_clone().lerp_(&grad, 1.0 - alpha);
                         (&square_avg - &grad_avg * &grad_avg).sqrt() + eps
                     } else {
-                        square_avg.sqrt() + eps
+                        // square_avg.sqrt() + eps
+                        let _ = square_avg.sqrt_out(s1);
+                        let _ = s1.g_add_scalar_(eps);
+                        s1.shallow_clone()
                     };
                     if momentum > 0.0 {
                         let buf = state
@@ -384,9 +404,9 @@ impl Optimizer {
                             .shallow_clone()
                             .g_mul_scalar_(momentum)
                             .addcdiv_(&grad, &avg);
-                        let _ = p.g_sub_(&(buf * lr));
+                        let _ = p.g_sub_(&buf.mul_scalar_out(s0, lr));
                     } else {
-                        let _ = p.addcdiv_(&(grad * -lr), &avg);
+                        let _ = p.addcdiv_(&grad.mul_scalar_out(s0, -lr), &avg);
                     }
                 }
             }
