@@ -1,0 +1,106 @@
+//! The benchmark's test functions (minimised; known optima), shared by our optimiser's benchmark
+//! (`examples/bench_optimizer.rs`) and the standalone egobox benchmark
+//! (`scripts/bench/optimizer/egobox`), which include this file with `#[path]` so both optimise
+//! exactly the same problems.
+#![allow(dead_code)]
+
+pub struct Problem {
+    pub name: &'static str,
+    pub bounds: Vec<(f64, f64)>,
+    pub optimum: f64,
+    pub f: fn(&[f64]) -> f64,
+}
+
+pub fn branin(x: &[f64]) -> f64 {
+    let (x1, x2) = (x[0], x[1]);
+    let pi = std::f64::consts::PI;
+    let b = 5.1 / (4.0 * pi * pi);
+    let c = 5.0 / pi;
+    let t = 1.0 / (8.0 * pi);
+    (x2 - b * x1 * x1 + c * x1 - 6.0).powi(2) + 10.0 * (1.0 - t) * x1.cos() + 10.0
+}
+
+pub fn hartmann6(x: &[f64]) -> f64 {
+    const A: [[f64; 6]; 4] = [
+        [10.0, 3.0, 17.0, 3.5, 1.7, 8.0],
+        [0.05, 10.0, 17.0, 0.1, 8.0, 14.0],
+        [3.0, 3.5, 1.7, 10.0, 17.0, 8.0],
+        [17.0, 8.0, 0.05, 10.0, 0.1, 14.0],
+    ];
+    const P: [[f64; 6]; 4] = [
+        [0.1312, 0.1696, 0.5569, 0.0124, 0.8283, 0.5886],
+        [0.2329, 0.4135, 0.8307, 0.3736, 0.1004, 0.9991],
+        [0.2348, 0.1451, 0.3522, 0.2883, 0.3047, 0.6650],
+        [0.4047, 0.8828, 0.8732, 0.5743, 0.1091, 0.0381],
+    ];
+    const ALPHA: [f64; 4] = [1.0, 1.2, 3.0, 3.2];
+    -(0..4)
+        .map(|i| {
+            let s: f64 = (0..6).map(|j| A[i][j] * (x[j] - P[i][j]).powi(2)).sum();
+            ALPHA[i] * (-s).exp()
+        })
+        .sum::<f64>()
+}
+
+pub fn ackley(x: &[f64]) -> f64 {
+    let d = x.len() as f64;
+    let s1: f64 = x.iter().map(|v| v * v).sum::<f64>() / d;
+    let s2: f64 = x
+        .iter()
+        .map(|v| (2.0 * std::f64::consts::PI * v).cos())
+        .sum::<f64>()
+        / d;
+    -20.0 * (-0.2 * s1.sqrt()).exp() - s2.exp() + 20.0 + std::f64::consts::E
+}
+
+pub fn rosenbrock(x: &[f64]) -> f64 {
+    x.windows(2)
+        .map(|w| 100.0 * (w[1] - w[0] * w[0]).powi(2) + (1.0 - w[0]).powi(2))
+        .sum()
+}
+
+pub fn levy(x: &[f64]) -> f64 {
+    let w: Vec<f64> = x.iter().map(|v| 1.0 + (v - 1.0) / 4.0).collect();
+    let pi = std::f64::consts::PI;
+    let d = w.len();
+    let mut s = (pi * w[0]).sin().powi(2);
+    for wi in &w[..d - 1] {
+        s += (wi - 1.0).powi(2) * (1.0 + 10.0 * (pi * wi + 1.0).sin().powi(2));
+    }
+    s + (w[d - 1] - 1.0).powi(2) * (1.0 + (2.0 * pi * w[d - 1]).sin().powi(2))
+}
+
+pub fn problems() -> Vec<Problem> {
+    vec![
+        Problem {
+            name: "branin",
+            bounds: vec![(-5.0, 10.0), (0.0, 15.0)],
+            optimum: 0.397_887_357_729_738,
+            f: branin,
+        },
+        Problem {
+            name: "hartmann6",
+            bounds: vec![(0.0, 1.0); 6],
+            optimum: -3.322_368_011_415_51,
+            f: hartmann6,
+        },
+        Problem {
+            name: "ackley5",
+            bounds: vec![(-32.768, 32.768); 5],
+            optimum: 0.0,
+            f: ackley,
+        },
+        Problem {
+            name: "rosenbrock4",
+            bounds: vec![(-5.0, 10.0); 4],
+            optimum: 0.0,
+            f: rosenbrock,
+        },
+        Problem {
+            name: "levy4",
+            bounds: vec![(-10.0, 10.0); 4],
+            optimum: 0.0,
+            f: levy,
+        },
+    ]
+}
