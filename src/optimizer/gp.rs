@@ -451,6 +451,27 @@ mod tests {
         Data { x, y, d }
     }
 
+    /// The analytic gradient of the negative log posterior against central finite differences,
+    /// within `rel_tol` relative to max(|g|, 1).
+    fn assert_gradient_matches(data: &Data, theta: &[f64], prior: Prior, rel_tol: f64) {
+        let (_, g) = neg_log_posterior(data, theta, prior).unwrap();
+        for j in 0..theta.len() {
+            let h = 1e-6;
+            let mut tp = theta.to_vec();
+            tp[j] += h;
+            let mut tm = theta.to_vec();
+            tm[j] -= h;
+            let fd = (neg_log_posterior(data, &tp, prior).unwrap().0
+                - neg_log_posterior(data, &tm, prior).unwrap().0)
+                / (2.0 * h);
+            assert!(
+                (fd - g[j]).abs() < rel_tol * g[j].abs().max(1.0),
+                "{prior:?} theta {theta:?} param {j}: fd {fd} analytic {}",
+                g[j]
+            );
+        }
+    }
+
     #[test]
     fn neg_log_posterior_gradient_matches_finite_differences() {
         for prior in [Prior::Optuna, Prior::DimScaled] {
@@ -460,22 +481,7 @@ mod tests {
                 vec![0.4, -1.5, 0.0, -0.7, -9.0],
                 vec![-2.0, 1.0, 0.5, 1.2, -1.0],
             ] {
-                let (_, g) = neg_log_posterior(&data, &theta, prior).unwrap();
-                for j in 0..theta.len() {
-                    let h = 1e-6;
-                    let mut tp = theta.clone();
-                    tp[j] += h;
-                    let mut tm = theta.clone();
-                    tm[j] -= h;
-                    let fd = (neg_log_posterior(&data, &tp, prior).unwrap().0
-                        - neg_log_posterior(&data, &tm, prior).unwrap().0)
-                        / (2.0 * h);
-                    assert!(
-                        (fd - g[j]).abs() < 1e-6 * g[j].abs().max(1.0),
-                        "{prior:?} theta {theta:?} param {j}: fd {fd} analytic {}",
-                        g[j]
-                    );
-                }
+                assert_gradient_matches(&data, &theta, prior, 1e-6);
             }
         }
     }
@@ -484,22 +490,7 @@ mod tests {
     fn box_penalty_gradient_matches_finite_differences() {
         let data = toy(6, 2, 3);
         let theta = vec![-9.5, 9.3, 12.5, -31.0];
-        let (_, g) = neg_log_posterior(&data, &theta, Prior::Optuna).unwrap();
-        for j in 0..theta.len() {
-            let h = 1e-6;
-            let mut tp = theta.clone();
-            tp[j] += h;
-            let mut tm = theta.clone();
-            tm[j] -= h;
-            let fd = (neg_log_posterior(&data, &tp, Prior::Optuna).unwrap().0
-                - neg_log_posterior(&data, &tm, Prior::Optuna).unwrap().0)
-                / (2.0 * h);
-            assert!(
-                (fd - g[j]).abs() < 1e-5 * g[j].abs().max(1.0),
-                "param {j}: fd {fd} analytic {}",
-                g[j]
-            );
-        }
+        assert_gradient_matches(&data, &theta, Prior::Optuna, 1e-5);
     }
 
     #[test]

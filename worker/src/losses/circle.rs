@@ -4,8 +4,7 @@
 //! anchors lacking positives or negatives give 0. AvgNonZero over anchors.
 
 use super::{
-    generic_pairs, masked_logsumexp, pair_masks, record_pairs, require_inverted, IndicesTuple,
-    LossCore,
+    generic_pairs, masked_logsumexp, pair_masks, require_inverted, IndicesTuple, LossCore,
 };
 use crate::distances::Distance;
 use crate::reducers::{Reduction, Stats, SubLoss};
@@ -39,10 +38,9 @@ impl LossCore for CircleLoss {
         indices: Option<&IndicesTuple>,
         stats: &mut Stats,
     ) -> Result<Vec<SubLoss>> {
-        let Some(pairs) = generic_pairs(indices, labels) else {
+        let Some(pairs) = generic_pairs(indices, labels, stats) else {
             return Ok(vec![SubLoss::zero("loss")]);
         };
-        record_pairs(stats, &pairs);
         let mat = self.distance.matrix(embeddings, embeddings);
         let (pos_mask, neg_mask) = pair_masks(mat.size()[0], &pairs, Kind::Bool, mat.device());
         let (op, on, dp, dn) = (1.0 + self.m, -self.m, 1.0 - self.m, self.m);

@@ -1,7 +1,7 @@
 //! `ContrastiveLoss` (PML 2.x): positive pairs pulled within `pos_margin`, negative pairs pushed
 //! beyond `neg_margin`; `pos_loss` and `neg_loss` are reduced separately (AvgNonZero) and summed.
 
-use super::{gather_pairs, generic_pairs, record_pairs, scalar, IndicesTuple, LossCore};
+use super::{gather_pairs, generic_pairs, scalar, IndicesTuple, LossCore};
 use crate::distances::Distance;
 use crate::reducers::{Reduction, Stats, SubLoss};
 use crate::spec::Spec;
@@ -36,10 +36,9 @@ impl LossCore for ContrastiveLoss {
         indices: Option<&IndicesTuple>,
         stats: &mut Stats,
     ) -> Result<Vec<SubLoss>> {
-        let Some(pairs) = generic_pairs(indices, labels) else {
+        let Some(pairs) = generic_pairs(indices, labels, stats) else {
             return Ok(vec![SubLoss::zero("pos_loss"), SubLoss::zero("neg_loss")]);
         };
-        record_pairs(stats, &pairs);
         let (a1, p, a2, n) = &pairs;
         let mat = self.distance.matrix(embeddings, embeddings);
         let pos = if a1.size()[0] > 0 {

@@ -2,7 +2,7 @@
 //! `relu(log sum_P exp(d - pos_margin) + log sum_N exp(neg_margin - d))` (an empty side gives 0),
 //! mean over all anchors.
 
-use super::{generic_pairs, masked_logsumexp, pair_masks, record_pairs, IndicesTuple, LossCore};
+use super::{generic_pairs, masked_logsumexp, pair_masks, IndicesTuple, LossCore};
 use crate::distances::Distance;
 use crate::reducers::{Reduction, Stats, SubLoss};
 use crate::spec::Spec;
@@ -33,10 +33,9 @@ impl LossCore for GeneralizedLiftedStructureLoss {
         indices: Option<&IndicesTuple>,
         stats: &mut Stats,
     ) -> Result<Vec<SubLoss>> {
-        let Some(pairs) = generic_pairs(indices, labels) else {
+        let Some(pairs) = generic_pairs(indices, labels, stats) else {
             return Ok(vec![SubLoss::zero("loss")]);
         };
-        record_pairs(stats, &pairs);
         let mat = self.distance.matrix(embeddings, embeddings);
         let (pos_mask, neg_mask) = pair_masks(mat.size()[0], &pairs, Kind::Bool, mat.device());
         let pos = masked_logsumexp(

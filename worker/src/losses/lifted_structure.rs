@@ -2,7 +2,7 @@
 //! `relu(log(sum_{(a,n)} exp(neg_margin - d_an) + sum_{(p,n)} exp(neg_margin - d_pn)) + d_ap - pos_margin)^2 / 2`,
 //! mean over positive pairs.
 
-use super::{gather_pairs, generic_pairs, masked_logsumexp, record_pairs, IndicesTuple, LossCore};
+use super::{gather_pairs, generic_pairs, masked_logsumexp, IndicesTuple, LossCore};
 use crate::distances::Distance;
 use crate::reducers::{Reduction, Stats, SubLoss};
 use crate::spec::Spec;
@@ -33,10 +33,9 @@ impl LossCore for LiftedStructureLoss {
         indices: Option<&IndicesTuple>,
         stats: &mut Stats,
     ) -> Result<Vec<SubLoss>> {
-        let Some(pairs) = generic_pairs(indices, labels) else {
+        let Some(pairs) = generic_pairs(indices, labels, stats) else {
             return Ok(vec![SubLoss::zero("loss")]);
         };
-        record_pairs(stats, &pairs);
         let (a1, p, a2, n) = &pairs;
         if a1.size()[0] == 0 || a2.size()[0] == 0 {
             return Ok(vec![SubLoss::zero("loss")]);

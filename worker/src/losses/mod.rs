@@ -741,7 +741,7 @@ pub fn miner_weights(
 }
 
 /// Records the usual tuple counts (PML's `num_pos_pairs` / `num_neg_pairs`).
-pub fn record_pairs(stats: &mut Stats, pairs: &(Tensor, Tensor, Tensor, Tensor)) {
+fn record_pairs(stats: &mut Stats, pairs: &(Tensor, Tensor, Tensor, Tensor)) {
     stats.insert("num_pos_pairs".into(), pairs.0.size()[0] as f64);
     stats.insert("num_neg_pairs".into(), pairs.2.size()[0] as f64);
 }
@@ -767,11 +767,12 @@ pub fn require_inverted(d: &Distance, path: &str, class: &str) -> Result<()> {
     Ok(())
 }
 
-/// GenericPairLoss's first step: the pairs to use, or `None` when every index tensor has at
-/// most one element (PML then returns a zero loss).
+/// GenericPairLoss's first step: the pairs to use (their counts recorded in `stats`), or `None`
+/// when every index tensor has at most one element (PML then returns a zero loss).
 pub fn generic_pairs(
     indices: Option<&IndicesTuple>,
     labels: &Tensor,
+    stats: &mut Stats,
 ) -> Option<(Tensor, Tensor, Tensor, Tensor)> {
     let pairs = convert_to_pairs(indices, labels);
     let lens = [
@@ -783,6 +784,7 @@ pub fn generic_pairs(
     if lens.iter().all(|&l| l <= 1) {
         None
     } else {
+        record_pairs(stats, &pairs);
         Some(pairs)
     }
 }

@@ -2,7 +2,7 @@
 //! `1/alpha log(1 + sum_P exp(-alpha (S - base))) + 1/beta log(1 + sum_N exp(beta (S - base)))`,
 //! averaged over all anchors (an empty side contributes 0).
 
-use super::{generic_pairs, masked_logsumexp, pair_masks, record_pairs, IndicesTuple, LossCore};
+use super::{generic_pairs, masked_logsumexp, pair_masks, IndicesTuple, LossCore};
 use crate::distances::Distance;
 use crate::reducers::{Reduction, Stats, SubLoss};
 use crate::spec::Spec;
@@ -35,10 +35,9 @@ impl LossCore for MultiSimilarityLoss {
         indices: Option<&IndicesTuple>,
         stats: &mut Stats,
     ) -> Result<Vec<SubLoss>> {
-        let Some(pairs) = generic_pairs(indices, labels) else {
+        let Some(pairs) = generic_pairs(indices, labels, stats) else {
             return Ok(vec![SubLoss::zero("loss")]);
         };
-        record_pairs(stats, &pairs);
         let mat = self.distance.matrix(embeddings, embeddings);
         let (pos_mask, neg_mask) = pair_masks(mat.size()[0], &pairs, Kind::Bool, mat.device());
         let pos_exp = self.distance.margin_xs(&mat, self.base);

@@ -2,9 +2,7 @@
 //! `-log(exp(s_ap/T) / (exp(s_ap/T) + sum_{(a,n)} exp(s_an/T)))`, other positives of `a` not in
 //! the denominator; a detached max is subtracted for stability. Mean over positive pairs.
 
-use super::{
-    gather_pairs, generic_pairs, neg_inf, record_pairs, small_val, IndicesTuple, LossCore,
-};
+use super::{gather_pairs, generic_pairs, neg_inf, small_val, IndicesTuple, LossCore};
 use crate::distances::Distance;
 use crate::reducers::{Reduction, Stats, SubLoss};
 use crate::spec::Spec;
@@ -33,10 +31,9 @@ impl LossCore for NTXentLoss {
         indices: Option<&IndicesTuple>,
         stats: &mut Stats,
     ) -> Result<Vec<SubLoss>> {
-        let Some(pairs) = generic_pairs(indices, labels) else {
+        let Some(pairs) = generic_pairs(indices, labels, stats) else {
             return Ok(vec![SubLoss::zero("loss")]);
         };
-        record_pairs(stats, &pairs);
         let (a1, p, a2, n) = &pairs;
         if a1.size()[0] == 0 || a2.size()[0] == 0 {
             return Ok(vec![SubLoss::zero("loss")]);

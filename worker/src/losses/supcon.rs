@@ -2,9 +2,7 @@
 //! `log softmax` over positives and negatives (self excluded), with a detached row-max shift;
 //! AvgNonZero over anchors (anchors without positives give 0 and drop out).
 
-use super::{
-    generic_pairs, masked_logsumexp, pair_masks, record_pairs, small_val, IndicesTuple, LossCore,
-};
+use super::{generic_pairs, masked_logsumexp, pair_masks, small_val, IndicesTuple, LossCore};
 use crate::distances::Distance;
 use crate::reducers::{Reduction, Stats, SubLoss};
 use crate::spec::Spec;
@@ -33,10 +31,9 @@ impl LossCore for SupConLoss {
         indices: Option<&IndicesTuple>,
         stats: &mut Stats,
     ) -> Result<Vec<SubLoss>> {
-        let Some(pairs) = generic_pairs(indices, labels) else {
+        let Some(pairs) = generic_pairs(indices, labels, stats) else {
             return Ok(vec![SubLoss::zero("loss")]);
         };
-        record_pairs(stats, &pairs);
         let mut mat = self.distance.matrix(embeddings, embeddings);
         let kind = mat.kind();
         let (pos_mask, neg_mask) = pair_masks(mat.size()[0], &pairs, kind, mat.device());

@@ -3,8 +3,7 @@
 //! mean over positive pairs. Like PML, `acos` is not clamped.
 
 use super::{
-    gather_pairs, generic_pairs, masked_logsumexp, record_pairs, require_inverted, IndicesTuple,
-    LossCore,
+    gather_pairs, generic_pairs, masked_logsumexp, require_inverted, IndicesTuple, LossCore,
 };
 use crate::distances::Distance;
 use crate::reducers::{Reduction, Stats, SubLoss};
@@ -39,10 +38,9 @@ impl LossCore for TupletMarginLoss {
         indices: Option<&IndicesTuple>,
         stats: &mut Stats,
     ) -> Result<Vec<SubLoss>> {
-        let Some(pairs) = generic_pairs(indices, labels) else {
+        let Some(pairs) = generic_pairs(indices, labels, stats) else {
             return Ok(vec![SubLoss::zero("loss")]);
         };
-        record_pairs(stats, &pairs);
         let (a1, p, a2, n) = &pairs;
         if a1.size()[0] == 0 || a2.size()[0] == 0 {
             return Ok(vec![SubLoss::zero("loss")]);
