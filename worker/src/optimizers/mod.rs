@@ -7,6 +7,8 @@
 //! updates (the single-tensor `for` loop of `torch.optim`), keeping every state buffer in a named
 //! tensor that checkpoints save and load.
 
+mod fused;
+
 use crate::errors::config_error;
 use crate::schedulers::Scheduler;
 use crate::spec::{unknown_class, Spec};
@@ -73,6 +75,9 @@ pub struct Optimizer {
     pub by_epoch: Option<Scheduler>,
     pub by_plateau: Option<Scheduler>,
     pub clip_grad_norm: Option<f64>,
+    /// Whether eligible parameters take the single-pass kernels (tests turn it off to compare the
+    /// two paths).
+    fused: bool,
 }
 
 fn check_non_negative(path: &str, class: &str, name: &str, v: f64) -> Result<f64> {
@@ -218,9 +223,13 @@ impl Optimizer {
             by_epoch,
             by_plateau,
             clip_grad_norm,
+            fused: true,
         })
     }
 
+    /// Zeroes every parameter's `.grad` (the trainer takes gradients from autograd directly; tests
+    /// drive the optimizer the `torch.optim` way).
+    #[cfg(test)]
     pub fn zero_grad(&mut self) {
         for (_, p) in &mut self.params {
             let mut g = p.grad();
@@ -233,17 +242,20 @@ impl Optimizer {
 
     /// Scales this optimizer's gradients so their global L2 norm is at most `clip_grad_norm`
     /// (`torch.nn.utils.clip_grad_norm_`).
+    #[cfg(test)]
     pub fn clip_gradients(&mut self) {
+        let grads: Vec<Tensor> = self.params.iter().map(|(_, p)| p.grad()).collect();
+        self.clip(&grads);
+    }
+
+    /// [`Optimizer::clip_gradients`] for gradients given in [`Optimizer::parameters`] order
+    /// (undefined ones skipped), scaling them in place.
+    pub fn clip(&self, grads: &[Tensor]) {
         let Some(max_norm) = self.clip_grad_norm else {
             return;
         };
         let _guard = tch::no_grad_guard();
-        let grads: Vec<Tensor> = self
-            .params
-            .iter()
-            .map(|(_, p)| p.grad())
-            .filter(Tensor::defined)
-            .collect();
+        let grads: Vec<&Tensor> = grads.iter().filter(|g| g.defined()).collect();
         if grads.is_empty() {
             return;
         }
@@ -251,25 +263,45 @@ impl Optimizer {
         let total = Tensor::cat(&norms, 0).norm();
         let coef =
             (Tensor::from(max_norm).to_device(total.device()) / (total + 1e-6)).clamp_max(1.0);
-        for mut g in grads {
-            let _ = g.g_mul_(&coef.to_kind(g.kind()));
+        for g in grads {
+            let _ = g.shallow_clone().g_mul_(&coef.to_kind(g.kind()));
         }
     }
 
-    /// One update of every parameter that has a gradient, exactly as `torch.optim` (foreach=False).
+    /// The parameters this optimizer updates, in the order [`Optimizer::step_with`] expects their
+    /// gradients.
+    pub fn parameters(&self) -> impl Iterator<Item = &Tensor> {
+        self.params.iter().map(|(_, p)| p)
+    }
+
+    /// One update of every parameter whose `.grad` is defined (see [`Optimizer::step_with`]).
+    #[cfg(test)]
     pub fn step(&mut self) {
+        let grads: Vec<Tensor> = self.params.iter().map(|(_, p)| p.grad()).collect();
+        self.step_with(&grads);
+    }
+
+    /// One update of every parameter, given its gradient in [`Optimizer::parameters`] order
+    /// (undefined: no gradient, the parameter is skipped), exactly as `torch.optim`
+    /// (foreach=False). Contiguous float32 CPU parameters take the single-pass kernels of
+    /// [`fused`]; the rest the tensor ops below.
+    pub fn step_with(&mut self, grads: &[Tensor]) {
+        assert_eq!(grads.len(), self.params.len(), "one gradient per parameter");
         let _guard = tch::no_grad_guard();
         self.steps += 1;
         let lr = self.lr;
         let t = self.steps as f64;
-        for (((_, p), state), scratch) in self
+        for ((((_, p), state), scratch), grad) in self
             .params
             .iter_mut()
             .zip(self.state.iter_mut())
             .zip(self.scratch.iter_mut())
+            .zip(grads)
         {
-            let grad = p.grad();
             if !grad.defined() {
+                continue;
+            }
+            if self.fused && fused_step(self.rule, lr, self.steps, p, grad, state) {
                 continue;
             }
             // The temporaries below are written into these buffers with `_out` ops that compute
@@ -499,6 +531,67 @@ impl Optimizer {
     }
 }
 
+/// The state buffers a rule keeps per parameter, in the order [`fused::Buffers`] takes them.
+fn buffer_names(rule: Rule) -> [Option<&'static str>; 3] {
+    match rule {
+        Rule::RmsProp {
+            momentum, centered, ..
+        } => [
+            Some("square_avg"),
+            centered.then_some("grad_avg"),
+            (momentum > 0.0).then_some("momentum_buffer"),
+        ],
+        Rule::Adam { amsgrad, .. } => [
+            Some("exp_avg"),
+            Some("exp_avg_sq"),
+            amsgrad.then_some("max_exp_avg_sq"),
+        ],
+        Rule::Sgd { momentum, .. } => [(momentum != 0.0).then_some("momentum_buffer"), None, None],
+    }
+}
+
+/// One single-pass update of `p` (see [`fused`]) if it and its gradient are contiguous float32
+/// CPU tensors, creating the state buffers as the tensor path would (zeros; SGD's momentum buffer
+/// starts as the gradient, which the kernel writes on the first step). False: nothing changed.
+fn fused_step(
+    rule: Rule,
+    lr: f64,
+    steps: i64,
+    p: &Tensor,
+    grad: &Tensor,
+    state: &mut BTreeMap<String, Tensor>,
+) -> bool {
+    let numel = p.numel();
+    if !fused::eligible(p, numel) || !fused::eligible(grad, numel) {
+        return false;
+    }
+    let names = buffer_names(rule);
+    let first_step = names[0].is_some_and(|n| !state.contains_key(n));
+    let mut buffers: [Option<Tensor>; 3] = [None, None, None];
+    for (slot, name) in buffers.iter_mut().zip(names) {
+        if let Some(name) = name {
+            let buffer = state
+                .entry(name.to_string())
+                .or_insert_with(|| p.zeros_like());
+            *slot = Some(buffer.shallow_clone());
+        }
+    }
+    let [first, second, third] = &buffers;
+    fused::try_step(
+        rule,
+        lr,
+        steps,
+        first_step,
+        p,
+        grad,
+        fused::Buffers {
+            first: first.as_ref(),
+            second: second.as_ref(),
+            third: third.as_ref(),
+        },
+    )
+}
+
 /// Named trainable parameters of a VarStore, sorted by name (a stable order for state files).
 pub fn trainable(vs: &tch::nn::VarStore) -> Vec<(String, Tensor)> {
     let mut vars: Vec<(String, Tensor)> = vs
@@ -516,13 +609,21 @@ mod tests {
     use serde_json::json;
     use tch::nn::{self, Module, OptimizerConfig};
 
-    /// A small regression problem whose gradients differ at every step.
+    /// A small regression problem whose gradients differ at every step. Its values come from
+    /// `sin` of a seeded ramp, not libtorch's global generator, which tests running on other
+    /// threads would advance in between.
     fn problem(seed: i64) -> (nn::VarStore, nn::Linear, Tensor, Tensor) {
-        tch::manual_seed(seed);
+        let ramp = |n: i64, scale: f64| {
+            (Tensor::arange(n, (Kind::Float, tch::Device::Cpu)) * scale + seed as f64).sin()
+        };
         let vs = nn::VarStore::new(tch::Device::Cpu);
-        let lin = nn::linear(vs.root() / "lin", 6, 3, Default::default());
-        let x = Tensor::randn([16, 6], (Kind::Float, tch::Device::Cpu));
-        let y = Tensor::randn([16, 3], (Kind::Float, tch::Device::Cpu));
+        let mut lin = nn::linear(vs.root() / "lin", 6, 3, Default::default());
+        tch::no_grad(|| {
+            lin.ws.copy_(&(ramp(18, 0.71) * 0.4).view([3, 6]));
+            lin.bs.as_mut().unwrap().copy_(&(ramp(3, 1.9) * 0.4));
+        });
+        let x = ramp(96, 1.37).view([16, 6]) * 1.5;
+        let y = ramp(48, 2.23).view([16, 3]);
         (vs, lin, x, y)
     }
 
@@ -531,8 +632,13 @@ mod tests {
     }
 
     fn ours(spec: serde_json::Value, steps: usize) -> Vec<Tensor> {
+        ours_with(spec, steps, true)
+    }
+
+    fn ours_with(spec: serde_json::Value, steps: usize, fused: bool) -> Vec<Tensor> {
         let (vs, lin, x, y) = problem(3);
         let mut opt = Optimizer::build("trunk_optimizer", &spec, trainable(&vs)).unwrap();
+        opt.fused = fused;
         for _ in 0..steps {
             opt.zero_grad();
             loss(&lin, &x, &y).backward();
@@ -680,6 +786,51 @@ mod tests {
             assert_same(&a, &b, what);
             let moved = f64::try_from((&a[0] - &start[0]).abs().max()).unwrap();
             assert!(moved > 1e-3, "{what}: parameters did not move ({moved})");
+        }
+    }
+
+    /// Every rule's single-pass kernel against the tensor-op path, on the small problem and on a
+    /// parameter large enough to be split across threads.
+    #[test]
+    fn fused_kernels_match_tensor_ops() {
+        let specs = [
+            json!({"SGD": {"lr": 0.05}}),
+            json!({"SGD": {"lr": 0.05, "momentum": 0.9, "nesterov": true, "weight_decay": 0.01}}),
+            json!({"SGD": {"lr": 0.05, "momentum": 0.8, "dampening": 0.3}}),
+            json!({"Adam": {"lr": 0.01, "weight_decay": 0.001, "betas": [0.8, 0.99]}}),
+            json!({"Adam": {"lr": 0.01, "amsgrad": true}}),
+            json!({"AdamW": {"lr": 0.01, "weight_decay": 0.1, "amsgrad": true}}),
+            json!({"RMSprop": {"lr": 0.01}}),
+            json!({"RMSprop": {"lr": 0.01, "momentum": 0.5, "weight_decay": 0.01}}),
+            json!({"RMSprop": {"lr": 0.005, "alpha": 0.9, "eps": 1e-6, "momentum": 0.9, "centered": true}}),
+        ];
+        let start = ours_with(json!({"SGD": {"lr": 0.0}}), 0, false);
+        for spec in &specs {
+            let fused = ours_with(spec.clone(), 20, true);
+            let tensor_ops = ours_with(spec.clone(), 20, false);
+            assert_same(&fused, &tensor_ops, &spec.to_string());
+            let moved = f64::try_from((&fused[0] - &start[0]).abs().max()).unwrap();
+            assert!(moved > 1e-3, "{spec}: parameters did not move ({moved})");
+        }
+        // 1.2M elements: above fused::PARALLEL_MIN, so the update runs in chunks on threads.
+        let big = |spec: &serde_json::Value, fused: bool| {
+            // Deterministic without libtorch's global generator, which tests share across threads.
+            let n = Tensor::arange(1_200_000, (Kind::Float, tch::Device::Cpu)).view([1200, 1000]);
+            let w = (&n * 0.37).sin().set_requires_grad(true);
+            let x = (&n * 1.3).cos() * 2.0;
+            let mut opt =
+                Optimizer::build("o", spec, vec![("w".into(), w.shallow_clone())]).unwrap();
+            opt.fused = fused;
+            for _ in 0..4 {
+                opt.zero_grad();
+                (&w * &x).sin().sum(Kind::Float).backward();
+                opt.step();
+            }
+            w.detach().copy()
+        };
+        for spec in &specs {
+            let (a, b) = (big(spec, true), big(spec, false));
+            assert_same(&[a], &[b], &format!("{spec} (threaded)"));
         }
     }
 
