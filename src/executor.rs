@@ -38,6 +38,22 @@ pub fn worker_argv(worker_command: Option<&serde_yaml::Value>) -> Result<Vec<Str
     }
 }
 
+/// Environment the coordinator gives every worker it starts: OpenMP's threads sleep when idle
+/// (`OMP_WAIT_POLICY=PASSIVE`) unless the user chose a policy (`OMP_WAIT_POLICY` or
+/// `GOMP_SPINCOUNT` set). libgomp reads this once, when libtorch is loaded, so the worker cannot
+/// change it itself. Spinning threads keep a core busy after every libtorch kernel; on a machine
+/// with as many threads as cores that core is taken from the worker's own threads (the kNN scan
+/// of an evaluation, the optimizer's update loop) and from other trials, and on a shared machine
+/// it starves everything (measured: training at 11 it/s spinning vs 130 it/s sleeping).
+pub fn worker_environment() -> Vec<(&'static str, &'static str)> {
+    let chosen = |name: &str| std::env::var_os(name).is_some();
+    if chosen("OMP_WAIT_POLICY") || chosen("GOMP_SPINCOUNT") {
+        Vec::new()
+    } else {
+        vec![("OMP_WAIT_POLICY", "PASSIVE")]
+    }
+}
+
 /// Path of `metricbench-worker` beside the running coordinator.
 pub fn default_worker() -> Result<PathBuf> {
     let exe =
@@ -122,6 +138,7 @@ pub async fn run_job(
     }
     let mut child = command
         .args(&argv[1..])
+        .envs(worker_environment())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

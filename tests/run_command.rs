@@ -326,3 +326,44 @@ fn run_is_the_default_command() {
         .join("implicit/configs/config_general.yaml")
         .is_file());
 }
+
+/// Workers start with OpenMP's idle threads sleeping unless the user chose a policy.
+#[test]
+fn workers_get_a_passive_openmp_policy_unless_the_user_chose_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let worker = inline_worker(
+        "import json, os; print(json.dumps({'event': 'error', 'kind': 'data', 'message': \
+         'policy=' + os.environ.get('OMP_WAIT_POLICY', 'unset')}), flush=True)",
+    );
+    let cases: [(&str, Option<(&str, &str)>, &str); 3] = [
+        ("default", None, "policy=PASSIVE"),
+        (
+            "chosen",
+            Some(("OMP_WAIT_POLICY", "ACTIVE")),
+            "policy=ACTIVE",
+        ),
+        (
+            "spincount",
+            Some(("GOMP_SPINCOUNT", "1000")),
+            "policy=unset",
+        ),
+    ];
+    for (name, env, expected) in cases {
+        let mut command = metricbench();
+        command
+            .args(["run", "--experiment_name", name, "--root_experiment_folder"])
+            .arg(dir.path())
+            .args(["--worker_command", &worker])
+            .env_remove("OMP_WAIT_POLICY")
+            .env_remove("GOMP_SPINCOUNT");
+        if let Some((key, value)) = env {
+            command.env(key, value);
+        }
+        let out = command.output().expect("metricbench runs");
+        let all = text(&out);
+        assert!(
+            all.contains(expected),
+            "{name}: expected {expected:?} in\n{all}"
+        );
+    }
+}

@@ -507,16 +507,22 @@ fn symmetric_self_knn(
     let mut states: Vec<RowState> = (0..n).map(|_| RowState::default()).collect();
     let mut indices = Vec::new();
     let mut fallback_rows = 0usize;
+    // One tile buffer for the whole pass: a fresh 128 MiB tensor per tile would be faulted in
+    // (and zeroed by the kernel) page by page every time.
+    let tile_buffer = Tensor::empty([(side * side) as i64], (Kind::Float, Device::Cpu));
     for ti in 0..tiles {
         let (i0, il) = span(ti);
         let xi = x.narrow(0, i0 as i64, il as i64);
         for tj in ti..tiles {
             let (j0, jl) = span(tj);
-            // Rows of I against columns of J: |x_j|² - 2 x_i·x_j, one addmm.
-            let tile = sq
-                .narrow(1, j0 as i64, jl as i64)
-                .addmm(&xi, &xt_m2.narrow(1, j0 as i64, jl as i64))
-                .contiguous();
+            // Rows of I against columns of J: |x_j|² - 2 x_i·x_j (a matmul, then |x_j|² added).
+            let tile = tile_buffer
+                .narrow(0, 0, (il * jl) as i64)
+                .view([il as i64, jl as i64]);
+            let _ = xi.mm_out(&tile, &xt_m2.narrow(1, j0 as i64, jl as i64));
+            let _ = tile
+                .shallow_clone()
+                .g_add_(&sq.narrow(1, j0 as i64, jl as i64));
             anyhow::ensure!(
                 tile.kind() == Kind::Float && tile.numel() == il * jl,
                 "internal: unexpected tile"
