@@ -335,7 +335,8 @@ fn workers_get_a_passive_openmp_policy_unless_the_user_chose_one() {
         "import json, os; print(json.dumps({'event': 'error', 'kind': 'data', 'message': \
          'policy=' + os.environ.get('OMP_WAIT_POLICY', 'unset')}), flush=True)",
     );
-    let cases: [(&str, Option<(&str, &str)>, &str); 3] = [
+    // (experiment, variable the user set, what the worker sees)
+    let cases = [
         ("default", None, "policy=PASSIVE"),
         (
             "chosen",
