@@ -42,8 +42,9 @@ pub enum Prior {
     /// `λ = 1/ℓ²`: `-(0.1/λ + 0.1 λ)`; signal variance `Gamma(2, 1)`; noise variance
     /// `Gamma(1.1, 30)`.
     Optuna,
-    /// BoTorch's dimension-scaled prior (Hvarfner et al. 2024): `ln ℓ_i ~ Normal(√2 + ½ ln D, √3)`;
-    /// noise variance `LogNormal(-4, 1)`; BoTorch fixes no signal variance prior, we keep the mild
+    /// BoTorch's dimension-scaled prior (Hvarfner et al. 2024): `ℓ_i ~ LogNormal(√2 + ½ ln D, √3)`
+    /// (mode and fit start `e^{√2 + ½ ln D − 3}`, 0.502 at D = 6); noise variance
+    /// `LogNormal(-4, 1)`; BoTorch fixes no signal variance prior, we keep the mild
     /// `Gamma(2, 1)` so the MAP problem stays proper.
     DimScaled,
 }
@@ -74,13 +75,15 @@ impl Prior {
             Prior::DimScaled => {
                 let mu = std::f64::consts::SQRT_2 + 0.5 * (d as f64).ln();
                 let var = 3.0;
+                // LogNormal density of ℓ: N(ln ℓ; μ, 3) / ℓ — the 1/ℓ moves the MAP centre of
+                // ln ℓ to μ − 3 (ℓ ≈ 0.5 at D = 6), BoTorch's prior mode and initial value.
                 for i in 0..d {
-                    lp -= (theta[i] - mu).powi(2) / (2.0 * var);
-                    grad[i] -= (theta[i] - mu) / var;
+                    lp -= (theta[i] - mu).powi(2) / (2.0 * var) + theta[i];
+                    grad[i] -= (theta[i] - mu) / var + 1.0;
                 }
                 let z = noise.ln() + 4.0;
-                lp -= 0.5 * z * z;
-                grad[d + 1] -= z / noise * en;
+                lp -= 0.5 * z * z + noise.ln();
+                grad[d + 1] -= (z + 1.0) / noise * en;
             }
         }
         lp
@@ -90,7 +93,7 @@ impl Prior {
     pub(crate) fn default_theta(self, d: usize) -> Vec<f64> {
         let ls = match self {
             Prior::Optuna => 0.0,
-            Prior::DimScaled => std::f64::consts::SQRT_2 + 0.5 * (d as f64).ln(),
+            Prior::DimScaled => std::f64::consts::SQRT_2 + 0.5 * (d as f64).ln() - 3.0,
         };
         let mut t = vec![ls; d];
         t.push(0.0);
@@ -484,6 +487,28 @@ mod tests {
                 assert_gradient_matches(&data, &theta, prior, 1e-6);
             }
         }
+    }
+
+    #[test]
+    fn dim_scaled_prior_is_a_density_of_the_length_scale() {
+        // As a density of ℓ (not of ln ℓ), LogNormal(μ, √3) peaks at ℓ = e^{μ − 3}: BoTorch's
+        // prior mode, 0.502 for D = 6. The prior's centre must be that stationary point.
+        let d = 6;
+        let theta = Prior::DimScaled.default_theta(d);
+        let want = (std::f64::consts::SQRT_2 + 0.5 * (d as f64).ln() - 3.0).exp();
+        assert!((theta[0].exp() - 0.5016).abs() < 1e-4 && (theta[0].exp() - want).abs() < 1e-12);
+        let mut g = vec![0.0; d + 2];
+        let lp = Prior::DimScaled.log_density(&theta, &mut g);
+        for (i, gi) in g.iter().enumerate().take(d) {
+            assert!(gi.abs() < 1e-12, "gradient {gi} at length scale {i}");
+        }
+        // Density of ℓ at ℓ = 1 vs the mode: ln p(1) − ln p(mode) from the closed form.
+        let mu = want.ln() + 3.0;
+        let mut one = theta.clone();
+        one[..d].iter_mut().for_each(|t| *t = 0.0);
+        let lp1 = Prior::DimScaled.log_density(&one, &mut vec![0.0; d + 2]);
+        let per_dim = |l: f64| -(l.ln() - mu).powi(2) / 6.0 - l.ln();
+        assert!(((lp1 - lp) - d as f64 * (per_dim(1.0) - per_dim(want))).abs() < 1e-9);
     }
 
     #[test]
