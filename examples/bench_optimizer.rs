@@ -5,6 +5,10 @@
 //! Prints one row per function: median final simple regret over seeds, median suggestion time of
 //! the GP phase, and the median time of the last suggestion (at budget−1 observations).
 //! `--scale` also times one fit + suggestion at 40 and 500 observations in 6 dimensions.
+//! Options of the optimiser for experiments: `--n-initial N`, `--n-candidates N`, `--n-local N`,
+//! `--n-restarts N`, `--prior dimscaled`, `--hyper-samples N` (integrated EI over N
+//! hyperparameter draws; `--hyper-burn`, `--hyper-thin`, `--hyper-below`). `BENCH_TRACE=1`
+//! prints every evaluation (point, value, fitted hyperparameters) to stderr.
 
 use std::time::Instant;
 
@@ -94,6 +98,18 @@ fn run(p: &Problem, seed: u64, budget: usize, base: &OptimizerConfig) -> RunResu
         last_time = dt;
         let y = (p.f)(&values(&pts[0]));
         best = best.min(y);
+        if std::env::var_os("BENCH_TRACE").is_some() {
+            let ls: Vec<String> = opt
+                .last_hyperparameters()
+                .map(|t| t.iter().map(|v| format!("{:.2}", v.exp())).collect())
+                .unwrap_or_default();
+            let x: Vec<String> = values(&pts[0]).iter().map(|v| format!("{v:.2}")).collect();
+            eprintln!(
+                "seed {seed} step {i}: y {y:.4} best {best:.4} x [{}] theta [{}]",
+                x.join(" "),
+                ls.join(" ")
+            );
+        }
         opt.observe(&pts[0], y).expect("observe");
     }
     RunResult {
@@ -185,6 +201,18 @@ fn main() {
     }
     if let Some(v) = get("--n-restarts") {
         base.n_fit_restarts = v.parse().expect("--n-restarts N");
+    }
+    if let Some(v) = get("--hyper-samples") {
+        base.n_hyper_samples = v.parse().expect("--hyper-samples N");
+    }
+    if let Some(v) = get("--hyper-below") {
+        base.sample_hyper_below = v.parse().expect("--hyper-below N");
+    }
+    if let Some(v) = get("--hyper-burn") {
+        base.hyper_burn = v.parse().expect("--hyper-burn N");
+    }
+    if let Some(v) = get("--hyper-thin") {
+        base.hyper_thin = v.parse().expect("--hyper-thin N");
     }
     let mut json_rows = Vec::new();
     println!("metricbench GP-LogEI, budget {budget}, {seeds} seeds, prior {prior:?}");
