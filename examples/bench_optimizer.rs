@@ -1,7 +1,8 @@
 //! Benchmark of the Bayesian optimiser on standard test functions (minimised here; the optimiser
 //! is told `Direction::Minimize`). Run through `scripts/bench/optimizer/run.sh`.
 //!
-//! Usage: `bench_optimizer [--budget N] [--seeds S] [--functions a,b] [--scale] [--json PATH]`
+//! Usage: `bench_optimizer [--budget N] [--seeds S] [--first-seed S0] [--functions a,b] [--scale]
+//! [--json PATH]` (seeds S0..S0+S, default 0..10)
 //! Prints one row per function: median final simple regret over seeds, median suggestion time of
 //! the GP phase, and the median time of the last suggestion (at budget−1 observations).
 //! `--scale` also times one fit + suggestion at 40 and 500 observations in 6 dimensions.
@@ -179,6 +180,9 @@ fn main() {
         Some("dimscaled") => Prior::DimScaled,
         _ => Prior::Optuna,
     };
+    let first_seed: u64 = get("--first-seed")
+        .map(|v| v.parse().expect("--first-seed S"))
+        .unwrap_or(0);
     let only = get("--functions");
     let mut base = OptimizerConfig {
         prior,
@@ -235,7 +239,7 @@ fn main() {
         let mut times = Vec::new();
         let mut cpu = Vec::new();
         let mut last = Vec::new();
-        for seed in 0..seeds {
+        for seed in first_seed..first_seed + seeds {
             let r = run(&p, seed, budget, &base);
             regrets.push(r.regret);
             times.extend(r.gp_times);
