@@ -1,10 +1,15 @@
 //! Benchmark of the Bayesian optimiser on standard test functions (minimised here; the optimiser
 //! is told `Direction::Minimize`). Run through `scripts/bench/optimizer/run.sh`.
 //!
-//! Usage: `bench_optimizer [--budget N] [--seeds S] [--functions a,b] [--scale] [--json PATH]`
+//! Usage: `bench_optimizer [--budget N] [--seeds S] [--first-seed S0] [--functions a,b] [--scale]
+//! [--json PATH]` (seeds S0..S0+S, default 0..10)
 //! Prints one row per function: median final simple regret over seeds, median suggestion time of
 //! the GP phase, and the median time of the last suggestion (at budget−1 observations).
 //! `--scale` also times one fit + suggestion at 40 and 500 observations in 6 dimensions.
+//! Options of the optimiser for experiments: `--n-initial N`, `--n-candidates N`, `--n-local N`,
+//! `--n-restarts N`, `--prior dimscaled`, `--hyper-samples N` (integrated EI over N
+//! hyperparameter draws; `--hyper-burn`, `--hyper-thin`, `--hyper-below`). `BENCH_TRACE=1`
+//! prints every evaluation (point, value, fitted hyperparameters) to stderr.
 
 use std::time::Instant;
 
@@ -94,6 +99,18 @@ fn run(p: &Problem, seed: u64, budget: usize, base: &OptimizerConfig) -> RunResu
         last_time = dt;
         let y = (p.f)(&values(&pts[0]));
         best = best.min(y);
+        if std::env::var_os("BENCH_TRACE").is_some() {
+            let ls: Vec<String> = opt
+                .last_hyperparameters()
+                .map(|t| t.iter().map(|v| format!("{:.2}", v.exp())).collect())
+                .unwrap_or_default();
+            let x: Vec<String> = values(&pts[0]).iter().map(|v| format!("{v:.2}")).collect();
+            eprintln!(
+                "seed {seed} step {i}: y {y:.4} best {best:.4} x [{}] theta [{}]",
+                x.join(" "),
+                ls.join(" ")
+            );
+        }
         opt.observe(&pts[0], y).expect("observe");
     }
     RunResult {
@@ -163,6 +180,9 @@ fn main() {
         Some("dimscaled") => Prior::DimScaled,
         _ => Prior::Optuna,
     };
+    let first_seed: u64 = get("--first-seed")
+        .map(|v| v.parse().expect("--first-seed S"))
+        .unwrap_or(0);
     let only = get("--functions");
     let mut base = OptimizerConfig {
         prior,
@@ -186,6 +206,18 @@ fn main() {
     if let Some(v) = get("--n-restarts") {
         base.n_fit_restarts = v.parse().expect("--n-restarts N");
     }
+    if let Some(v) = get("--hyper-samples") {
+        base.n_hyper_samples = v.parse().expect("--hyper-samples N");
+    }
+    if let Some(v) = get("--hyper-below") {
+        base.sample_hyper_below = v.parse().expect("--hyper-below N");
+    }
+    if let Some(v) = get("--hyper-burn") {
+        base.hyper_burn = v.parse().expect("--hyper-burn N");
+    }
+    if let Some(v) = get("--hyper-thin") {
+        base.hyper_thin = v.parse().expect("--hyper-thin N");
+    }
     let mut json_rows = Vec::new();
     println!("metricbench GP-LogEI, budget {budget}, {seeds} seeds, prior {prior:?}");
     println!(
@@ -207,7 +239,7 @@ fn main() {
         let mut times = Vec::new();
         let mut cpu = Vec::new();
         let mut last = Vec::new();
-        for seed in 0..seeds {
+        for seed in first_seed..first_seed + seeds {
             let r = run(&p, seed, budget, &base);
             regrets.push(r.regret);
             times.extend(r.gp_times);

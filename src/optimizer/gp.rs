@@ -42,8 +42,9 @@ pub enum Prior {
     /// `λ = 1/ℓ²`: `-(0.1/λ + 0.1 λ)`; signal variance `Gamma(2, 1)`; noise variance
     /// `Gamma(1.1, 30)`.
     Optuna,
-    /// BoTorch's dimension-scaled prior (Hvarfner et al. 2024): `ln ℓ_i ~ Normal(√2 + ½ ln D, √3)`;
-    /// noise variance `LogNormal(-4, 1)`; BoTorch fixes no signal variance prior, we keep the mild
+    /// BoTorch's dimension-scaled prior (Hvarfner et al. 2024): `ℓ_i ~ LogNormal(√2 + ½ ln D, √3)`
+    /// (mode and fit start `e^{√2 + ½ ln D − 3}`, 0.502 at D = 6); noise variance
+    /// `LogNormal(-4, 1)`; BoTorch fixes no signal variance prior, we keep the mild
     /// `Gamma(2, 1)` so the MAP problem stays proper.
     DimScaled,
 }
@@ -74,13 +75,15 @@ impl Prior {
             Prior::DimScaled => {
                 let mu = std::f64::consts::SQRT_2 + 0.5 * (d as f64).ln();
                 let var = 3.0;
+                // LogNormal density of ℓ: N(ln ℓ; μ, 3) / ℓ — the 1/ℓ moves the MAP centre of
+                // ln ℓ to μ − 3 (ℓ ≈ 0.5 at D = 6), BoTorch's prior mode and initial value.
                 for i in 0..d {
-                    lp -= (theta[i] - mu).powi(2) / (2.0 * var);
-                    grad[i] -= (theta[i] - mu) / var;
+                    lp -= (theta[i] - mu).powi(2) / (2.0 * var) + theta[i];
+                    grad[i] -= (theta[i] - mu) / var + 1.0;
                 }
                 let z = noise.ln() + 4.0;
-                lp -= 0.5 * z * z;
-                grad[d + 1] -= z / noise * en;
+                lp -= 0.5 * z * z + noise.ln();
+                grad[d + 1] -= (z + 1.0) / noise * en;
             }
         }
         lp
@@ -90,7 +93,7 @@ impl Prior {
     pub(crate) fn default_theta(self, d: usize) -> Vec<f64> {
         let ls = match self {
             Prior::Optuna => 0.0,
-            Prior::DimScaled => std::f64::consts::SQRT_2 + 0.5 * (d as f64).ln(),
+            Prior::DimScaled => std::f64::consts::SQRT_2 + 0.5 * (d as f64).ln() - 3.0,
         };
         let mut t = vec![ls; d];
         t.push(0.0);
@@ -284,6 +287,113 @@ pub(crate) fn fit(
         .map(|(t, _)| t)
         .unwrap_or_else(|| prior.default_theta(d));
     clamp_theta(&theta).0
+}
+
+/// Unnormalised log posterior density of the log hyperparameters (LML + log prior − box
+/// penalty), value only: one Cholesky factorisation, no inverse. `None` if that fails.
+pub(crate) fn log_posterior(data: &Data, theta: &[f64], prior: Prior) -> Option<f64> {
+    let n = data.n();
+    let d = data.d;
+    let (t, pen, _) = clamp_theta(theta);
+    let chol = robust_cholesky(gram(data, &t))?;
+    let y = DVector::from_column_slice(&data.y);
+    let alpha = chol.solve(&y);
+    let l = chol.l_dirty();
+    let logdet: f64 = (0..n).map(|i| l[(i, i)].ln()).sum::<f64>() * 2.0;
+    let mut pg = vec![0.0; d + 2];
+    let lp = prior.log_density(&t, &mut pg);
+    let v = -0.5 * y.dot(&alpha) - 0.5 * logdet + lp - pen;
+    v.is_finite().then_some(v)
+}
+
+/// Draws from the posterior of the log hyperparameters, starting at `start` (the MAP fit), by
+/// [`slice_sample`]. The priors are used as densities on the log parameters, as in the MAP
+/// objective. Returns no draws if the density cannot be evaluated at the start.
+pub(crate) fn sample_hyperparameters(
+    data: &Data,
+    prior: Prior,
+    start: &[f64],
+    n_draws: usize,
+    burn: usize,
+    thin: usize,
+    rng: &mut Rng,
+) -> Vec<Vec<f64>> {
+    let f = |t: &[f64]| log_posterior(data, t, prior);
+    slice_sample(&f, start, n_draws, burn, thin, rng)
+        .iter()
+        .map(|t| clamp_theta(t).0)
+        .collect()
+}
+
+/// Coordinate-wise slice sampling with stepping out (Neal 2003, width 1, at most 3 steps out
+/// each side) of the unnormalised log density `f` (`None` = outside the support): one draw per
+/// `thin` sweeps after `burn` sweeps. Returns no draws if `f(start)` is `None`.
+pub(crate) fn slice_sample<F>(
+    f: &F,
+    start: &[f64],
+    n_draws: usize,
+    burn: usize,
+    thin: usize,
+    rng: &mut Rng,
+) -> Vec<Vec<f64>>
+where
+    F: Fn(&[f64]) -> Option<f64>,
+{
+    const WIDTH: f64 = 1.0;
+    const MAX_STEPS_OUT: usize = 3;
+    const MAX_SHRINKS: usize = 20;
+    let mut theta = start.to_vec();
+    let Some(mut logp) = f(&theta) else {
+        return Vec::new();
+    };
+    let mut out = Vec::with_capacity(n_draws);
+    let mut sweep = 0;
+    while out.len() < n_draws {
+        for j in 0..theta.len() {
+            let level = logp + (1.0 - rng.uniform()).ln();
+            let x0 = theta[j];
+            let at = |v: f64, theta: &mut Vec<f64>| {
+                theta[j] = v;
+                f(theta).unwrap_or(f64::NEG_INFINITY)
+            };
+            let mut lo = x0 - WIDTH * rng.uniform();
+            let mut hi = lo + WIDTH;
+            for _ in 0..MAX_STEPS_OUT {
+                if at(lo, &mut theta) <= level {
+                    break;
+                }
+                lo -= WIDTH;
+            }
+            for _ in 0..MAX_STEPS_OUT {
+                if at(hi, &mut theta) <= level {
+                    break;
+                }
+                hi += WIDTH;
+            }
+            // Shrink towards x0 until a point above the level is found (x0 itself always is,
+            // so this ends; the cap only guards against a density that changed under us).
+            theta[j] = x0;
+            for _ in 0..MAX_SHRINKS {
+                let v = rng.uniform_in(lo, hi);
+                let lv = at(v, &mut theta);
+                if lv > level {
+                    logp = lv;
+                    break;
+                }
+                theta[j] = x0;
+                if v < x0 {
+                    lo = v;
+                } else {
+                    hi = v;
+                }
+            }
+        }
+        sweep += 1;
+        if sweep > burn && (sweep - burn) % thin.max(1) == 0 {
+            out.push(theta.clone());
+        }
+    }
+    out
 }
 
 /// The posterior of a GP with fixed hyperparameters, ready for prediction.
@@ -484,6 +594,98 @@ mod tests {
                 assert_gradient_matches(&data, &theta, prior, 1e-6);
             }
         }
+    }
+
+    #[test]
+    fn slice_sampler_reproduces_a_correlated_gaussian() {
+        // N(m, Σ) with m = (1, −2), sd (0.5, 2), correlation 0.6.
+        let (m, sd, rho) = ([1.0, -2.0], [0.5, 2.0], 0.6);
+        let f = |x: &[f64]| {
+            let a = (x[0] - m[0]) / sd[0];
+            let b = (x[1] - m[1]) / sd[1];
+            Some(-(a * a - 2.0 * rho * a * b + b * b) / (2.0 * (1.0 - rho * rho)))
+        };
+        let mut rng = Rng::new(3);
+        let draws = slice_sample(&f, &[0.0, 0.0], 4000, 20, 1, &mut rng);
+        assert_eq!(draws.len(), 4000);
+        let n = draws.len() as f64;
+        let mean: Vec<f64> = (0..2)
+            .map(|j| draws.iter().map(|x| x[j]).sum::<f64>() / n)
+            .collect();
+        let cov = |i: usize, j: usize| {
+            draws
+                .iter()
+                .map(|x| (x[i] - mean[i]) * (x[j] - mean[j]))
+                .sum::<f64>()
+                / n
+        };
+        assert!(
+            (mean[0] - 1.0).abs() < 0.05 && (mean[1] + 2.0).abs() < 0.2,
+            "{mean:?}"
+        );
+        assert!(
+            (cov(0, 0).sqrt() / 0.5 - 1.0).abs() < 0.1,
+            "sd0 {}",
+            cov(0, 0).sqrt()
+        );
+        assert!(
+            (cov(1, 1).sqrt() / 2.0 - 1.0).abs() < 0.1,
+            "sd1 {}",
+            cov(1, 1).sqrt()
+        );
+        let r = cov(0, 1) / (cov(0, 0) * cov(1, 1)).sqrt();
+        assert!((r - 0.6).abs() < 0.08, "correlation {r}");
+        // Seeded, and nothing when the start is outside the support.
+        assert_eq!(
+            draws[..5],
+            slice_sample(&f, &[0.0, 0.0], 5, 20, 1, &mut Rng::new(3))[..]
+        );
+        assert!(slice_sample(&|_: &[f64]| None, &[0.0], 3, 0, 1, &mut rng).is_empty());
+    }
+
+    #[test]
+    fn hyperparameter_draws_spread_around_the_map_fit() {
+        let data = toy(15, 2, 4);
+        let map = fit(&data, Prior::Optuna, None, 2, &mut Rng::new(1));
+        let draws = sample_hyperparameters(&data, Prior::Optuna, &map, 30, 5, 2, &mut Rng::new(2));
+        assert_eq!(draws.len(), 30);
+        let lp_map = log_posterior(&data, &map, Prior::Optuna).unwrap();
+        for t in &draws {
+            // Draws vary, and sit in the posterior's bulk (never above the MAP by more than
+            // the fit's convergence, nor in its far tail).
+            let lp = log_posterior(&data, t, Prior::Optuna).unwrap();
+            assert!(
+                lp <= lp_map + 1.0 && lp > lp_map - 25.0,
+                "{lp} vs MAP {lp_map}"
+            );
+        }
+        let spread = draws
+            .iter()
+            .map(|t| (t[0] - map[0]).abs())
+            .fold(0.0, f64::max);
+        assert!(spread > 0.05, "length-scale draws do not move: {spread}");
+    }
+
+    #[test]
+    fn dim_scaled_prior_is_a_density_of_the_length_scale() {
+        // As a density of ℓ (not of ln ℓ), LogNormal(μ, √3) peaks at ℓ = e^{μ − 3}: BoTorch's
+        // prior mode, 0.502 for D = 6. The prior's centre must be that stationary point.
+        let d = 6;
+        let theta = Prior::DimScaled.default_theta(d);
+        let want = (std::f64::consts::SQRT_2 + 0.5 * (d as f64).ln() - 3.0).exp();
+        assert!((theta[0].exp() - 0.5016).abs() < 1e-4 && (theta[0].exp() - want).abs() < 1e-12);
+        let mut g = vec![0.0; d + 2];
+        let lp = Prior::DimScaled.log_density(&theta, &mut g);
+        for (i, gi) in g.iter().enumerate().take(d) {
+            assert!(gi.abs() < 1e-12, "gradient {gi} at length scale {i}");
+        }
+        // Density of ℓ at ℓ = 1 vs the mode: ln p(1) − ln p(mode) from the closed form.
+        let mu = want.ln() + 3.0;
+        let mut one = theta.clone();
+        one[..d].iter_mut().for_each(|t| *t = 0.0);
+        let lp1 = Prior::DimScaled.log_density(&one, &mut vec![0.0; d + 2]);
+        let per_dim = |l: f64| -(l.ln() - mu).powi(2) / 6.0 - l.ln();
+        assert!(((lp1 - lp) - d as f64 * (per_dim(1.0) - per_dim(want))).abs() < 1e-9);
     }
 
     #[test]
