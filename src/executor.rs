@@ -38,20 +38,43 @@ pub fn worker_argv(worker_command: Option<&serde_yaml::Value>) -> Result<Vec<Str
     }
 }
 
-/// Environment the coordinator gives every worker it starts: OpenMP's threads sleep when idle
-/// (`OMP_WAIT_POLICY=PASSIVE`) unless the user chose a policy (`OMP_WAIT_POLICY` or
-/// `GOMP_SPINCOUNT` set). libgomp reads this once, when libtorch is loaded, so the worker cannot
-/// change it itself. Spinning threads keep a core busy after every libtorch kernel; on a machine
-/// with as many threads as cores that core is taken from the worker's own threads (the kNN scan
-/// of an evaluation, the optimizer's update loop) and from other trials, and on a shared machine
-/// it starves everything (measured: training at 11 it/s spinning vs 130 it/s sleeping).
-pub fn worker_environment() -> Vec<(&'static str, &'static str)> {
-    let chosen = |name: &str| std::env::var_os(name).is_some();
-    if chosen("OMP_WAIT_POLICY") || chosen("GOMP_SPINCOUNT") {
-        Vec::new()
+/// How OpenMP's idle threads wait in the workers the coordinator starts, unless the user chose
+/// (`OMP_WAIT_POLICY` or `GOMP_SPINCOUNT` set: then nothing is added). libgomp reads this once,
+/// when libtorch is loaded, so the worker cannot change it itself.
+///
+/// By default libgomp spins for a long time (300 000 iterations) after every parallel region.
+/// When the workers' threads outnumber the cores, spinning threads take the cores other threads
+/// need (two workers of 2 threads on 2 cores: 6 it/s each with libgomp's default, 17 with a spin
+/// count of 30 000, 66-70 with 3 000, 129-141 sleeping at once): then `OMP_WAIT_POLICY=PASSIVE`.
+/// When they fit, a short spin (`GOMP_SPINCOUNT=3000`, a few microseconds) catches the next
+/// kernel of a training step without a futex wake-up and costs little if none comes (a lone
+/// 2-thread worker on 2 cores: 150-198 it/s vs 135-142 sleeping).
+///
+/// `concurrent` is how many workers this coordinator runs at once on this machine; `threads`
+/// each worker's intra-op threads (`OMP_NUM_THREADS`, else libtorch's default: one per core).
+pub fn openmp_policy(
+    user_env: impl Fn(&str) -> Option<String>,
+    concurrent: usize,
+    cores: usize,
+) -> Vec<(&'static str, &'static str)> {
+    if user_env("OMP_WAIT_POLICY").is_some() || user_env("GOMP_SPINCOUNT").is_some() {
+        return Vec::new();
+    }
+    let threads = user_env("OMP_NUM_THREADS")
+        .and_then(|v| v.split(',').next()?.trim().parse::<usize>().ok())
+        .filter(|&t| t > 0)
+        .unwrap_or(cores);
+    if concurrent.max(1) * threads <= cores {
+        vec![("GOMP_SPINCOUNT", "3000")]
     } else {
         vec![("OMP_WAIT_POLICY", "PASSIVE")]
     }
+}
+
+/// [`openmp_policy`] for this process's environment and machine.
+pub fn worker_environment(concurrent: usize) -> Vec<(&'static str, &'static str)> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    openmp_policy(|name| std::env::var(name).ok(), concurrent, cores)
 }
 
 /// Path of `metricbench-worker` beside the running coordinator.
@@ -107,9 +130,11 @@ const STDERR_TAIL_LINES: usize = 20;
 
 /// Runs one job to completion. `on_event` sees every event as it arrives; `commands` (if given) lets
 /// the caller send `stop` while the job runs. The worker's stderr is appended to `stderr_log`.
+/// `concurrent`: how many workers the caller runs at once (for [`openmp_policy`]).
 pub async fn run_job(
     argv: &[String],
     job: &Job,
+    concurrent: usize,
     stderr_log: &Path,
     mut commands: Option<mpsc::Receiver<Command>>,
     mut on_event: impl FnMut(&Event),
@@ -138,7 +163,7 @@ pub async fn run_job(
     }
     let mut child = command
         .args(&argv[1..])
-        .envs(worker_environment())
+        .envs(worker_environment(concurrent))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -254,5 +279,45 @@ pub async fn run_job(
         None => Err(broken(format!(
             "worker `{shown}` exited ({status}) without sending a result event{tail_text}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::openmp_policy;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
+    }
+
+    #[test]
+    fn openmp_policy_spins_briefly_only_when_the_workers_fit_the_cores() {
+        let spin = vec![("GOMP_SPINCOUNT", "3000")];
+        let sleep = vec![("OMP_WAIT_POLICY", "PASSIVE")];
+        // One worker, one thread per core (libtorch's default): fits.
+        assert_eq!(openmp_policy(env(&[]), 1, 2), spin);
+        // Two such workers on 2 cores: oversubscribed.
+        assert_eq!(openmp_policy(env(&[]), 2, 2), sleep);
+        // Two workers of one thread each fit on 2 cores; three do not.
+        assert_eq!(openmp_policy(env(&[("OMP_NUM_THREADS", "1")]), 2, 2), spin);
+        assert_eq!(openmp_policy(env(&[("OMP_NUM_THREADS", "1")]), 3, 2), sleep);
+        // Nested lists count their outer level; nonsense falls back to one thread per core.
+        assert_eq!(
+            openmp_policy(env(&[("OMP_NUM_THREADS", "4,2")]), 1, 2),
+            sleep
+        );
+        assert_eq!(openmp_policy(env(&[("OMP_NUM_THREADS", "x")]), 1, 8), spin);
+        // The user's own choice is left alone.
+        assert!(openmp_policy(env(&[("OMP_WAIT_POLICY", "ACTIVE")]), 4, 2).is_empty());
+        assert!(openmp_policy(env(&[("GOMP_SPINCOUNT", "0")]), 1, 2).is_empty());
     }
 }

@@ -94,7 +94,7 @@ fn components(format: &str) -> anyhow::Result<()> {
     let worker = metricbench::executor::default_worker()?;
     let status = std::process::Command::new(&worker)
         .args(["components", "--format", format])
-        .envs(metricbench::executor::worker_environment())
+        .envs(metricbench::executor::worker_environment(1))
         .status()
         .map_err(|e| anyhow::anyhow!("cannot run {}: {e}", worker.display()))?;
     if !status.success() {
@@ -111,7 +111,7 @@ fn eval_embeddings(args: &[String]) -> anyhow::Result<ExitCode> {
     let status = std::process::Command::new(&worker)
         .arg("eval-embeddings")
         .args(args)
-        .envs(metricbench::executor::worker_environment())
+        .envs(metricbench::executor::worker_environment(1))
         .status()
         .with_context(|| format!("cannot run {}", worker.display()))?;
     Ok(match status.code() {

@@ -370,7 +370,7 @@ fn run_job(args: &RunArgs, folder: &Path, worker: &[String], job: &Job) -> Resul
         .context("cannot start the async runtime")?;
     let outcome = runtime.block_on(async {
         let (tx, rx) = tokio::sync::mpsc::channel(1);
-        let job_future = executor::run_job(worker, job, &log, Some(rx), |event| show_event(&bar, event));
+        let job_future = executor::run_job(worker, job, 1, &log, Some(rx), |event| show_event(&bar, event));
         tokio::pin!(job_future);
         let mut interrupts = 0;
         loop {

@@ -327,26 +327,35 @@ fn run_is_the_default_command() {
         .is_file());
 }
 
-/// Workers start with OpenMP's idle threads sleeping unless the user chose a policy.
+/// `run` starts one worker: its OpenMP threads spin briefly if they fit the cores, sleep if not,
+/// and the user's own choice is passed through untouched.
 #[test]
-fn workers_get_a_passive_openmp_policy_unless_the_user_chose_one() {
+fn workers_get_an_openmp_wait_policy_unless_the_user_chose_one() {
     let dir = tempfile::tempdir().unwrap();
     let worker = inline_worker(
-        "import json, os; print(json.dumps({'event': 'error', 'kind': 'data', 'message': \
-         'policy=' + os.environ.get('OMP_WAIT_POLICY', 'unset')}), flush=True)",
+        "import json, os; e = os.environ.get; print(json.dumps({'event': 'error', 'kind': 'data', \
+         'message': 'policy=%s spin=%s' % (e('OMP_WAIT_POLICY', '-'), e('GOMP_SPINCOUNT', '-'))}), \
+         flush=True)",
     );
-    // (experiment, variable the user set, what the worker sees)
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let too_many = (cores + 1).to_string();
+    // (experiment, variables the user set, what the worker sees)
     let cases = [
-        ("default", None, "policy=PASSIVE"),
+        ("fits", vec![("OMP_NUM_THREADS", "1")], "policy=- spin=3000"),
+        (
+            "oversubscribed",
+            vec![("OMP_NUM_THREADS", too_many.as_str())],
+            "policy=PASSIVE spin=-",
+        ),
         (
             "chosen",
-            Some(("OMP_WAIT_POLICY", "ACTIVE")),
-            "policy=ACTIVE",
+            vec![("OMP_WAIT_POLICY", "ACTIVE")],
+            "policy=ACTIVE spin=-",
         ),
         (
             "spincount",
-            Some(("GOMP_SPINCOUNT", "1000")),
-            "policy=unset",
+            vec![("GOMP_SPINCOUNT", "10")],
+            "policy=- spin=10",
         ),
     ];
     for (name, env, expected) in cases {
@@ -356,10 +365,9 @@ fn workers_get_a_passive_openmp_policy_unless_the_user_chose_one() {
             .arg(dir.path())
             .args(["--worker_command", &worker])
             .env_remove("OMP_WAIT_POLICY")
-            .env_remove("GOMP_SPINCOUNT");
-        if let Some((key, value)) = env {
-            command.env(key, value);
-        }
+            .env_remove("GOMP_SPINCOUNT")
+            .env_remove("OMP_NUM_THREADS");
+        command.envs(env);
         let out = command.output().expect("metricbench runs");
         let all = text(&out);
         assert!(

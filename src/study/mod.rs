@@ -680,8 +680,9 @@ async fn search(study: &Study) -> Result<()> {
             let tx = tx.clone();
             let index = record.index;
             let timeout = args.trial_timeout;
+            let parallel = args.parallel;
             tasks.spawn(async move {
-                let run = executor::run_job(&argv, &job, &log, Some(stop_rx), |event| {
+                let run = executor::run_job(&argv, &job, parallel, &log, Some(stop_rx), |event| {
                     let _ = tx.send(Message::Event(index, event.clone()));
                 });
                 let outcome = match timeout {

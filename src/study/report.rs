@@ -194,7 +194,7 @@ async fn run_and_collect(
         .map_err(|e| format!("{e:#}"))?;
     let mut per_fold: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
     let log = folder.join("logs/worker_stderr.log");
-    executor::run_job(&study.worker, &job, &log, None, |event| {
+    executor::run_job(&study.worker, &job, 1, &log, None, |event| {
         if let Event::Evaluation {
             fold,
             split,
