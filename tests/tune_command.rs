@@ -41,6 +41,22 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// Runs `cmd`, asserts that it succeeded and returns its stdout and stderr together.
+fn succeeds(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    all
+}
+
+/// Runs `cmd`, asserts that it failed and returns its stdout and stderr together.
+fn fails(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
+    all
+}
+
 fn csv_rows(path: &Path) -> Vec<BTreeMap<String, String>> {
     let content = std::fs::read_to_string(path).unwrap();
     let mut lines = content.lines();
@@ -59,7 +75,7 @@ fn csv_rows(path: &Path) -> Vec<BTreeMap<String, String>> {
 #[test]
 fn a_study_finds_the_known_optimum_and_its_files_agree() {
     let dir = tempfile::tempdir().unwrap();
-    let out = tune_command(
+    let all = succeeds(&mut tune_command(
         dir.path(),
         "known",
         &[
@@ -76,11 +92,7 @@ fn a_study_finds_the_known_optimum_and_its_files_agree() {
             "--example_seconds_per_epoch",
             "0.15",
         ],
-    )
-    .output()
-    .unwrap();
-    let all = text(&out);
-    assert!(out.status.success(), "{all}");
+    ));
     let study = dir.path().join("known");
 
     // study.db: exactly 14 trials, indices 0..13, all completed.
@@ -189,12 +201,11 @@ fn a_study_finds_the_known_optimum_and_its_files_agree() {
     assert_eq!(html.matches("<svg").count(), 2, "trace and slices");
     assert!(html.contains(&format!("Best trial: {}", best.name)));
     std::fs::remove_file(study.join("report.html")).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_metricbench"))
-        .args(["report"])
-        .arg(&study)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    succeeds(
+        Command::new(env!("CARGO_BIN_EXE_metricbench"))
+            .args(["report"])
+            .arg(&study),
+    );
     assert!(study.join("report.html").is_file());
     let out = Command::new(env!("CARGO_BIN_EXE_metricbench"))
         .args(["report"])
@@ -270,8 +281,7 @@ fn kill_9_of_the_coordinator_loses_and_duplicates_nothing() {
         snapshots.push((log_len, completed));
     }
     // The final run completes the study.
-    let out = tune_command(dir.path(), "crashy", &args).output().unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    succeeds(&mut tune_command(dir.path(), "crashy", &args));
 
     let store = StudyStore::open(&study.join("study.db")).unwrap();
     let trials = store.trials().unwrap();
@@ -321,7 +331,7 @@ fn kill_9_of_the_coordinator_loses_and_duplicates_nothing() {
 #[test]
 fn failing_trials_are_recorded_and_the_study_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let out = tune_command(
+    let all = succeeds(&mut tune_command(
         dir.path(),
         "faults",
         &[
@@ -338,11 +348,7 @@ fn failing_trials_are_recorded_and_the_study_goes_on() {
             "--example_behaviour_by_trial",
             "{2: crash, 3: garbage, 4: hang, 5: nan, 6: error}",
         ],
-    )
-    .output()
-    .unwrap();
-    let all = text(&out);
-    assert!(out.status.success(), "{all}");
+    ));
     let store = StudyStore::open(&dir.path().join("faults/study.db")).unwrap();
     let trials = store.trials().unwrap();
     assert_eq!(trials.len(), 8);
@@ -370,15 +376,11 @@ fn failing_trials_are_recorded_and_the_study_goes_on() {
 #[test]
 fn a_broken_setup_stops_after_a_few_failures() {
     let dir = tempfile::tempdir().unwrap();
-    let out = tune_command(
+    let all = fails(&mut tune_command(
         dir.path(),
         "broken",
         &["--bayes_opt_iters", "20", "--example_behaviour", "crash"],
-    )
-    .output()
-    .unwrap();
-    let all = text(&out);
-    assert!(!out.status.success(), "{all}");
+    ));
     assert!(all.contains("the first 3 trials all failed"), "{all}");
     assert!(
         all.contains("crashing on purpose"),
@@ -391,7 +393,7 @@ fn a_broken_setup_stops_after_a_few_failures() {
 #[test]
 fn studies_refuse_foreign_folders_and_bad_flags() {
     let dir = tempfile::tempdir().unwrap();
-    let ok = tune_command(
+    succeeds(&mut tune_command(
         dir.path(),
         "mine",
         &[
@@ -402,10 +404,7 @@ fn studies_refuse_foreign_folders_and_bad_flags() {
             "--num_training_sets",
             "1",
         ],
-    )
-    .output()
-    .unwrap();
-    assert!(ok.status.success(), "{}", text(&ok));
+    ));
     // Same folder, different parameters: another study.
     let other = Command::new(env!("CARGO_BIN_EXE_metricbench"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -476,26 +475,25 @@ fn studies_refuse_foreign_folders_and_bad_flags() {
         text(&out)
     );
     // `--bayes_opt_iters` without a subcommand means tune.
-    let out = Command::new(env!("CARGO_BIN_EXE_metricbench"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "--experiment_name",
-            "implicit",
-            "--bayes_opt_iters",
-            "2",
-            "--root_experiment_folder",
-        ])
-        .arg(dir.path())
-        .args(["--worker_command", &python_worker()])
-        .args([
-            "--example_parameters",
-            "{x~BAYESIAN~: [0, 1]}",
-            "--num_epochs_train",
-            "1",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    succeeds(
+        Command::new(env!("CARGO_BIN_EXE_metricbench"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args([
+                "--experiment_name",
+                "implicit",
+                "--bayes_opt_iters",
+                "2",
+                "--root_experiment_folder",
+            ])
+            .arg(dir.path())
+            .args(["--worker_command", &python_worker()])
+            .args([
+                "--example_parameters",
+                "{x~BAYESIAN~: [0, 1]}",
+                "--num_epochs_train",
+                "1",
+            ]),
+    );
     assert!(dir.path().join("implicit/study.db").is_file());
 }
 
@@ -504,7 +502,7 @@ fn median_pruning_stops_hopeless_trials() {
     let dir = tempfile::tempdir().unwrap();
     // Slow epochs so the stop command arrives mid-training. The suggestions are deterministic (seed
     // 0), and some of the Sobol design's points score below the median of the first three.
-    let out = tune_command(
+    let all = succeeds(&mut tune_command(
         dir.path(),
         "pruned",
         &[
@@ -519,11 +517,7 @@ fn median_pruning_stops_hopeless_trials() {
             "--example_seconds_per_epoch",
             "0.15",
         ],
-    )
-    .output()
-    .unwrap();
-    let all = text(&out);
-    assert!(out.status.success(), "{all}");
+    ));
     let store = StudyStore::open(&dir.path().join("pruned/study.db")).unwrap();
     let trials = store.trials().unwrap();
     let pruned: Vec<_> = trials
