@@ -331,7 +331,7 @@ fn kill_9_of_the_coordinator_loses_and_duplicates_nothing() {
 #[test]
 fn failing_trials_are_recorded_and_the_study_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let all = succeeds(&mut tune_command(
+    succeeds(&mut tune_command(
         dir.path(),
         "faults",
         &[
