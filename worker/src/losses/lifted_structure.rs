@@ -2,7 +2,7 @@
 //! `relu(log(sum_{(a,n)} exp(neg_margin - d_an) + sum_{(p,n)} exp(neg_margin - d_pn)) + d_ap - pos_margin)^2 / 2`,
 //! mean over positive pairs.
 
-use super::{gather_pairs, generic_pairs, masked_logsumexp, IndicesTuple, LossCore};
+use super::{gather_pairs, generic_pairs_of_both_kinds, masked_logsumexp, IndicesTuple, LossCore};
 use crate::distances::Distance;
 use crate::reducers::{Reduction, Stats, SubLoss};
 use crate::spec::Spec;
@@ -33,13 +33,10 @@ impl LossCore for LiftedStructureLoss {
         indices: Option<&IndicesTuple>,
         stats: &mut Stats,
     ) -> Result<Vec<SubLoss>> {
-        let Some(pairs) = generic_pairs(indices, labels, stats) else {
+        let Some(pairs) = generic_pairs_of_both_kinds(indices, labels, stats) else {
             return Ok(vec![SubLoss::zero("loss")]);
         };
         let (a1, p, a2, n) = &pairs;
-        if a1.size()[0] == 0 || a2.size()[0] == 0 {
-            return Ok(vec![SubLoss::zero("loss")]);
-        }
         let mat = self.distance.matrix(embeddings, embeddings);
         let kind = mat.kind();
         let pos = gather_pairs(&mat, a1, p).unsqueeze(1);

@@ -789,5 +789,16 @@ pub fn generic_pairs(
     }
 }
 
+/// [`generic_pairs`] for losses that compare positives with negatives: also `None` when there is
+/// no positive or no negative pair (those losses are then zero, as in PML).
+pub fn generic_pairs_of_both_kinds(
+    indices: Option<&IndicesTuple>,
+    labels: &Tensor,
+    stats: &mut Stats,
+) -> Option<(Tensor, Tensor, Tensor, Tensor)> {
+    generic_pairs(indices, labels, stats)
+        .filter(|(a1, _, a2, _)| a1.size()[0] > 0 && a2.size()[0] > 0)
+}
+
 #[cfg(test)]
 mod tests;

@@ -2,7 +2,9 @@
 //! `-log(exp(s_ap/T) / (exp(s_ap/T) + sum_{(a,n)} exp(s_an/T)))`, other positives of `a` not in
 //! the denominator; a detached max is subtracted for stability. Mean over positive pairs.
 
-use super::{gather_pairs, generic_pairs, neg_inf, small_val, IndicesTuple, LossCore};
+use super::{
+    gather_pairs, generic_pairs_of_both_kinds, neg_inf, small_val, IndicesTuple, LossCore,
+};
 use crate::distances::Distance;
 use crate::reducers::{Reduction, Stats, SubLoss};
 use crate::spec::Spec;
@@ -31,13 +33,10 @@ impl LossCore for NTXentLoss {
         indices: Option<&IndicesTuple>,
         stats: &mut Stats,
     ) -> Result<Vec<SubLoss>> {
-        let Some(pairs) = generic_pairs(indices, labels, stats) else {
+        let Some(pairs) = generic_pairs_of_both_kinds(indices, labels, stats) else {
             return Ok(vec![SubLoss::zero("loss")]);
         };
         let (a1, p, a2, n) = &pairs;
-        if a1.size()[0] == 0 || a2.size()[0] == 0 {
-            return Ok(vec![SubLoss::zero("loss")]);
-        }
         let mat = self.distance.matrix(embeddings, embeddings);
         let mut pos = gather_pairs(&mat, a1, p);
         let mut neg = gather_pairs(&mat, a2, n);

@@ -3,7 +3,8 @@
 //! mean over positive pairs. Like PML, `acos` is not clamped.
 
 use super::{
-    gather_pairs, generic_pairs, masked_logsumexp, require_inverted, IndicesTuple, LossCore,
+    gather_pairs, generic_pairs_of_both_kinds, masked_logsumexp, require_inverted, IndicesTuple,
+    LossCore,
 };
 use crate::distances::Distance;
 use crate::reducers::{Reduction, Stats, SubLoss};
@@ -38,13 +39,10 @@ impl LossCore for TupletMarginLoss {
         indices: Option<&IndicesTuple>,
         stats: &mut Stats,
     ) -> Result<Vec<SubLoss>> {
-        let Some(pairs) = generic_pairs(indices, labels, stats) else {
+        let Some(pairs) = generic_pairs_of_both_kinds(indices, labels, stats) else {
             return Ok(vec![SubLoss::zero("loss")]);
         };
         let (a1, p, a2, n) = &pairs;
-        if a1.size()[0] == 0 || a2.size()[0] == 0 {
-            return Ok(vec![SubLoss::zero("loss")]);
-        }
         let mat = self.distance.matrix(embeddings, embeddings);
         let pos = (gather_pairs(&mat, a1, p).acos() - self.margin)
             .cos()
