@@ -227,28 +227,38 @@ pub struct IterationLog {
     pending: Vec<(u64, Vec<f64>)>,
 }
 
+/// Rewrites a per-iteration CSV (first column: iteration) keeping its rows of iterations
+/// `<= keep_through` (what an earlier run wrote before the checkpoint this run resumes from; none
+/// when 0) under `header`, atomically, and opens it for appending.
+fn reopen_csv(path: &Path, header: &str, keep_through: u64) -> Result<std::fs::File> {
+    let mut kept = format!("{header}\n");
+    if keep_through > 0 {
+        if let Ok(old) = std::fs::read_to_string(path) {
+            for line in old.lines().skip(1) {
+                let it = line.split(',').next().and_then(|v| v.parse::<u64>().ok());
+                if it.is_some_and(|i| i <= keep_through) {
+                    kept.push_str(line);
+                    kept.push('\n');
+                }
+            }
+        }
+    }
+    write_atomic(path, kept.as_bytes())?;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))
+}
+
 impl IterationLog {
     /// Opens `<folder>/<name>.csv` keeping the rows of iterations `<= keep_through` (those an earlier
     /// run wrote before the checkpoint this run resumes from), or starts it with `header`.
     pub fn open(folder: &Path, name: &str, header: &[String], keep_through: u64) -> Result<Self> {
-        let path = folder.join(format!("{name}.csv"));
-        let mut kept = format!("{}\n", header.join(","));
-        if keep_through > 0 {
-            if let Ok(old) = std::fs::read_to_string(&path) {
-                for line in old.lines().skip(1) {
-                    let it = line.split(',').next().and_then(|v| v.parse::<u64>().ok());
-                    if it.is_some_and(|i| i <= keep_through) {
-                        kept.push_str(line);
-                        kept.push('\n');
-                    }
-                }
-            }
-        }
-        write_atomic(&path, kept.as_bytes())?;
-        let file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
+        let file = reopen_csv(
+            &folder.join(format!("{name}.csv")),
+            &header.join(","),
+            keep_through,
+        )?;
         let db = db::open(folder)?;
         db::ensure_table(&db, name, header, &vec![true; header.len()])?;
         db.execute(
@@ -301,24 +311,11 @@ pub struct StatsLog {
 
 impl StatsLog {
     pub fn open(folder: &Path, keep_through: u64) -> Result<Self> {
-        let path = folder.join("loss_stats.csv");
-        let mut kept = "iteration,component,stat,value\n".to_string();
-        if keep_through > 0 {
-            if let Ok(old) = std::fs::read_to_string(&path) {
-                for line in old.lines().skip(1) {
-                    let it = line.split(',').next().and_then(|v| v.parse::<u64>().ok());
-                    if it.is_some_and(|i| i <= keep_through) {
-                        kept.push_str(line);
-                        kept.push('\n');
-                    }
-                }
-            }
-        }
-        write_atomic(&path, kept.as_bytes())?;
-        let file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
+        let file = reopen_csv(
+            &folder.join("loss_stats.csv"),
+            "iteration,component,stat,value",
+            keep_through,
+        )?;
         Ok(StatsLog {
             file: std::io::BufWriter::new(file),
         })
