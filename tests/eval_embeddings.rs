@@ -72,23 +72,22 @@ fn pml_suite_case_through_the_cli() {
     write_npy(&p(d, "r.npy"), "<f4", &[20, 1], &f32s(&r));
     write_npy(&p(d, "rl.npy"), "<i8", &[20], &i64s(&rl));
     let s = |n: &str| p(d, n).to_string_lossy().into_owned();
-    let out = eval(&[
+    // The query set and its reference (which contains the queries), k = all.
+    let (q, ql, r, rl) = (s("q.npy"), s("ql.npy"), s("r.npy"), s("rl.npy"));
+    let sets = [
         "--embeddings",
-        &s("q.npy"),
+        &q,
         "--labels",
-        &s("ql.npy"),
+        &ql,
         "--reference",
-        &s("r.npy"),
+        &r,
         "--reference_labels",
-        &s("rl.npy"),
+        &rl,
         "--ref_includes_query",
         "--k",
         "all",
-        "--exclude",
-        "NMI,AMI",
-        "--oml_k",
-        "1",
-    ]);
+    ];
+    let out = eval(&[&sets[..], &["--exclude", "NMI,AMI", "--oml_k", "1"]].concat());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -107,23 +106,13 @@ fn pml_suite_case_through_the_cli() {
     assert!(m.get("NMI").is_none());
 
     // CSV output carries the same numbers.
-    let out = eval(&[
-        "--embeddings",
-        &s("q.npy"),
-        "--labels",
-        &s("ql.npy"),
-        "--reference",
-        &s("r.npy"),
-        "--reference_labels",
-        &s("rl.npy"),
-        "--ref_includes_query",
-        "--k",
-        "all",
-        "--metrics",
-        "precision_at_1,r_precision",
-        "--format",
-        "csv",
-    ]);
+    let out = eval(
+        &[
+            &sets[..],
+            &["--metrics", "precision_at_1,r_precision", "--format", "csv"],
+        ]
+        .concat(),
+    );
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),

@@ -77,25 +77,9 @@ fn parse_args(args: &[String]) -> Result<Args> {
             "--exclude" => exclude = list("--exclude", &value()?)?,
             "--oml_k" => settings.oml_ks = list("--oml_k", &value()?)?,
             "--fmr" => settings.fmr_vals = list("--fmr", &value()?)?,
-            "--pca" => {
-                let n: usize = value()?
-                    .parse()
-                    .map_err(|_| config_error("--pca needs a positive integer"))?;
-                if n == 0 {
-                    return Err(config_error("--pca needs a positive integer"));
-                }
-                pca = Some(n);
-            }
+            "--pca" => pca = Some(positive_int(flag, &value()?)?),
             "--normalize" => normalize = true,
-            "--block_rows" => {
-                let n: usize = value()?
-                    .parse()
-                    .map_err(|_| config_error("--block_rows needs a positive integer"))?;
-                if n == 0 {
-                    return Err(config_error("--block_rows needs a positive integer"));
-                }
-                settings.blocking.rows = Some(n);
-            }
+            "--block_rows" => settings.blocking.rows = Some(positive_int(flag, &value()?)?),
             "--format" => {
                 csv = match value()?.as_str() {
                     "json" => false,
@@ -142,6 +126,16 @@ fn parse_args(args: &[String]) -> Result<Args> {
         normalize,
         csv,
     })
+}
+
+/// A flag's value that must be a positive integer; the error names the flag and the token.
+fn positive_int(flag: &str, value: &str) -> Result<usize> {
+    match value.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(config_error(format!(
+            "{flag} needs a positive integer, got `{value}`"
+        ))),
+    }
 }
 
 fn load_set(emb: &Path, labels: &Path, what: &str) -> Result<(Tensor, Vec<i64>)> {
