@@ -151,7 +151,6 @@ pub fn blocked_knn(
         .unwrap_or_else(|| blocking.block_bytes / (4 * nr).max(1))
         .clamp(1, nq);
 
-    let mut indices = Vec::new();
     let mut fallback_rows = 0usize;
     let mut start = 0usize;
     while start < nq {
@@ -160,7 +159,7 @@ pub fn blocked_knn(
         let partial = r_sq.addmm(&qb, &rt_m2).contiguous();
         let q_sq = qb.square().sum_dim_intlist(&[1i64][..], true, Kind::Float);
 
-        indices.clear();
+        let mut indices = Vec::new();
         if k_search > 0 {
             anyhow::ensure!(
                 partial.kind() == Kind::Float && partial.numel() == len * nr,
@@ -171,39 +170,13 @@ pub fn blocked_knn(
             let block: &[f32] =
                 unsafe { std::slice::from_raw_parts(partial.data_ptr() as *const f32, len * nr) };
             // Rows are independent: split them over the cores (libtorch's matmul already is).
-            let per_thread = len.div_ceil(threads);
-            let parts: Vec<(Vec<i64>, usize)> = std::thread::scope(|scope| {
-                let handles: Vec<_> = (0..len)
-                    .step_by(per_thread)
-                    .map(|first| {
-                        let ranker = &ranker;
-                        let last = (first + per_thread).min(len);
-                        scope.spawn(move || {
-                            let mut out = Vec::with_capacity((last - first) * k);
-                            let mut scratch = Scratch::default();
-                            let mut fallbacks = 0;
-                            for row in first..last {
-                                let values = &block[row * nr..(row + 1) * nr];
-                                fallbacks += usize::from(ranker.rank(
-                                    values,
-                                    start + row,
-                                    &mut scratch,
-                                    &mut out,
-                                ));
-                            }
-                            (out, fallbacks)
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("kNN worker thread panicked"))
-                    .collect()
-            });
-            for (part, fallbacks) in parts {
-                indices.extend_from_slice(&part);
-                fallback_rows += fallbacks;
-            }
+            let mut rows: Vec<&[f32]> = block.chunks(nr).collect();
+            let (ranked, fallbacks) =
+                rank_rows(&mut rows, threads, k, |row, values, scratch, out| {
+                    ranker.rank(values, start + row, scratch, out)
+                });
+            indices = ranked;
+            fallback_rows += fallbacks;
         }
         on_block(&KnnBlock {
             start,
@@ -217,6 +190,48 @@ pub fn blocked_knn(
         start += len;
     }
     Ok(())
+}
+
+/// Ranks `rows` split over `threads` threads, keeping their order: `rank(i, row, scratch, out)`
+/// appends row i's `k` neighbours to `out` and says whether it needed the full-row fallback.
+/// Returns every row's neighbours (row-major) and the number of fallbacks.
+fn rank_rows<T: Send>(
+    rows: &mut [T],
+    threads: usize,
+    k: usize,
+    rank: impl Fn(usize, &mut T, &mut Scratch, &mut Vec<i64>) -> bool + Sync,
+) -> (Vec<i64>, usize) {
+    let per_thread = rows.len().div_ceil(threads.max(1)).max(1);
+    let rank = &rank;
+    let parts: Vec<(Vec<i64>, usize)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = rows
+            .chunks_mut(per_thread)
+            .enumerate()
+            .map(|(c, chunk)| {
+                scope.spawn(move || {
+                    let mut out = Vec::with_capacity(chunk.len() * k);
+                    let mut scratch = Scratch::default();
+                    let mut fallbacks = 0;
+                    for (r, row) in chunk.iter_mut().enumerate() {
+                        fallbacks +=
+                            usize::from(rank(c * per_thread + r, row, &mut scratch, &mut out));
+                    }
+                    (out, fallbacks)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("kNN worker thread panicked"))
+            .collect()
+    });
+    let mut indices = Vec::with_capacity(rows.len() * k);
+    let mut fallbacks = 0;
+    for (part, f) in parts {
+        indices.extend_from_slice(&part);
+        fallbacks += f;
+    }
+    (indices, fallbacks)
 }
 
 /// Reusable per-thread buffers.
@@ -505,7 +520,6 @@ fn symmetric_self_knn(
     let xt_m2 = x.transpose(0, 1).contiguous() * -2.0;
     let sq_host: Vec<f32> = Vec::try_from(sq.view([-1]))?;
     let mut states: Vec<RowState> = (0..n).map(|_| RowState::default()).collect();
-    let mut indices = Vec::new();
     let mut fallback_rows = 0usize;
     // One tile buffer for the whole pass: a fresh 128 MiB tensor per tile would be faulted in
     // (and zeroed by the kernel) page by page every time.
@@ -547,42 +561,19 @@ fn symmetric_self_knn(
             }
         }
         // Row tile I has seen every column: rank its rows.
-        let per_thread = il.div_ceil(threads).max(1);
-        let parts: Vec<(Vec<i64>, usize)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = states[i0..i0 + il]
-                .chunks_mut(per_thread)
-                .enumerate()
-                .map(|(c, chunk)| {
-                    scope.spawn(move || {
-                        let mut out = Vec::with_capacity(chunk.len() * ranker.k);
-                        let mut scratch = Scratch::default();
-                        let mut fallbacks = 0;
-                        for (r, state) in chunk.iter_mut().enumerate() {
-                            state.compact(m);
-                            state.cand.sort_by(by_value_then_index);
-                            let qi = i0 + c * per_thread + r;
-                            fallbacks += usize::from(ranker.rank_candidates(
-                                &state.cand,
-                                qi,
-                                &mut scratch,
-                                &mut out,
-                            ));
-                            *state = RowState::default();
-                        }
-                        (out, fallbacks)
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("kNN worker thread panicked"))
-                .collect()
-        });
-        indices.clear();
-        for (part, fallbacks) in parts {
-            indices.extend_from_slice(&part);
-            fallback_rows += fallbacks;
-        }
+        let (indices, fallbacks) = rank_rows(
+            &mut states[i0..i0 + il],
+            threads,
+            ranker.k,
+            |r, state, scratch, out| {
+                state.compact(m);
+                state.cand.sort_by(by_value_then_index);
+                let fallback = ranker.rank_candidates(&state.cand, i0 + r, scratch, out);
+                *state = RowState::default();
+                fallback
+            },
+        );
+        fallback_rows += fallbacks;
         on_block(&KnnBlock {
             start: i0,
             rows: il,
