@@ -79,7 +79,8 @@ enum Commands {
         passes its output through. Flags: --embeddings E.npy --labels L.npy [--reference R.npy \
         --reference_labels RL.npy [--ref_includes_query]] [--k max_bin_count|all|N] \
         [--avg_of_avgs] [--per_class] [--metrics a,b | --exclude a,b] [--oml_k 1,5,10] \
-        [--fmr 0.001] [--pca N] [--normalize] [--block_rows N] [--format json|csv]; \
+        [--fmr 0.001] [--pca N] [--normalize] [--block_rows N] \
+        [--knn_screen auto|int8|float32] [--format json|csv]; \
         `metricbench eval-embeddings --help` prints the worker's full usage."
     )]
     EvalEmbeddings {

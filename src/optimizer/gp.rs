@@ -389,7 +389,7 @@ where
             }
         }
         sweep += 1;
-        if sweep > burn && (sweep - burn) % thin.max(1) == 0 {
+        if sweep > burn && (sweep - burn).is_multiple_of(thin.max(1)) {
             out.push(theta.clone());
         }
     }

@@ -2,6 +2,7 @@
 //! (the coordinator's `metricbench eval-embeddings` delegates here, since only the worker links
 //! libtorch).
 
+use crate::accuracy::knn::Screen;
 use crate::accuracy::metrics::Averaging;
 use crate::accuracy::{get_accuracy, AccuracySettings, KSetting, ALL_PML_METRICS};
 use crate::errors::{config_error, data_error};
@@ -17,7 +18,8 @@ pub const USAGE: &str =
     \x20      [--reference R.npy --reference_labels RL.npy [--ref_includes_query]]\n\
     \x20      [--k max_bin_count|all|N] [--avg_of_avgs] [--per_class]\n\
     \x20      [--metrics m1,m2 | --exclude m1,m2] [--oml_k 1,5,10] [--fmr 0.001,0.01]\n\
-    \x20      [--pca N] [--normalize] [--block_rows N] [--format json|csv]\n\
+    \x20      [--pca N] [--normalize] [--block_rows N] [--knn_screen auto|int8|float32]\n\
+    \x20      [--format json|csv]\n\
     Embeddings: 2-D float32/float64 .npy (C order); labels: 1-D int32/int64 (or whole floats).\n\
     Without --reference the embeddings are compared to themselves (self matches removed).\n\
     Metrics: PML 2.9 AccuracyCalculator's (default all: AMI, NMI, mean_average_precision,\n\
@@ -80,6 +82,18 @@ fn parse_args(args: &[String]) -> Result<Args> {
             "--pca" => pca = Some(positive_int(flag, &value()?)?),
             "--normalize" => normalize = true,
             "--block_rows" => settings.blocking.rows = Some(positive_int(flag, &value()?)?),
+            "--knn_screen" => {
+                settings.blocking.screen = match value()?.as_str() {
+                    "auto" => Screen::Auto,
+                    "int8" => Screen::Int8,
+                    "float32" => Screen::Float32,
+                    other => {
+                        return Err(config_error(format!(
+                            "--knn_screen must be auto, int8 or float32, not `{other}`"
+                        )))
+                    }
+                }
+            }
             "--format" => {
                 csv = match value()?.as_str() {
                     "json" => false,
@@ -191,13 +205,14 @@ pub fn run(args: &[String]) -> Result<()> {
         &args.settings,
     )?;
     eprintln!(
-        "eval-embeddings: loaded in {:.2}s, evaluated in {:.2}s (k = {}, {} of {} queries \
-         needed the exact full-row fallback)",
+        "eval-embeddings: loaded in {:.2}s, evaluated in {:.2}s (k = {}; of {} queries, {} were \
+         screened again in float32 and {} needed the exact full-row fallback)",
         loaded.as_secs_f64(),
         (started.elapsed() - loaded).as_secs_f64(),
         acc.k,
+        query_labels.len(),
+        acc.knn_rescreened_rows,
         acc.knn_fallback_rows,
-        query_labels.len()
     );
     if args.csv {
         let mut out = String::from("metric,value\n");

@@ -24,6 +24,8 @@
 use anyhow::Result;
 use tch::{Device, Kind, Tensor};
 
+use super::int8_screen::{self, Selection, Vnni};
+
 /// Default bytes of one block's distance matrix.
 pub const DEFAULT_BLOCK_BYTES: usize = 128 << 20;
 
@@ -45,6 +47,9 @@ pub struct KnnBlock<'a> {
     pub query_sq_norms: Option<&'a Tensor>,
     /// Query rows so far that needed the full-row f64 fallback (diagnostics).
     pub fallback_rows: usize,
+    /// Query rows so far whose integer-screen candidates were not proven complete and went
+    /// through the float32 screen (diagnostics).
+    pub rescreened_rows: usize,
 }
 
 /// How the search is split into blocks.
@@ -54,8 +59,10 @@ pub struct Blocking {
     /// `block_bytes`.
     pub rows: Option<usize>,
     pub block_bytes: usize,
-    /// The callback needs every pair's distance (fnmr@fmr): full-row blocks, no symmetric path.
+    /// The callback needs every pair's distance (fnmr@fmr): full-row blocks, float32 screen, no
+    /// symmetric path.
     pub keep_distances: bool,
+    pub screen: Screen,
 }
 
 impl Default for Blocking {
@@ -64,9 +71,25 @@ impl Default for Blocking {
             rows: None,
             block_bytes: DEFAULT_BLOCK_BYTES,
             keep_distances: false,
+            screen: Screen::Auto,
         }
     }
 }
+
+/// Which screen finds each row's candidates (the ranking that follows is exact either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    /// The integer screen (`int8_screen.rs`) where the CPU has AVX-512 VNNI and the reference set
+    /// has at least `INT8_MIN_REFERENCE` items (below that, coding the sets costs more than the
+    /// float32 products it saves); the float32 screen otherwise.
+    Auto,
+    Float32,
+    /// The integer screen whenever the CPU has it (tests).
+    Int8,
+}
+
+/// Smallest reference set `Screen::Auto` gives the integer screen.
+pub const INT8_MIN_REFERENCE: usize = 2048;
 
 /// Runs the blocked search and hands every block to `on_block`. `k` is the number of neighbours
 /// wanted after self-match removal and must be at most `n_reference - self` (callers clamp).
@@ -138,6 +161,17 @@ pub fn blocked_knn(
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
+    let vnni = match blocking.screen {
+        Screen::Float32 => None,
+        Screen::Auto if nr < INT8_MIN_REFERENCE => None,
+        Screen::Auto | Screen::Int8 => Vnni::detect(),
+    };
+    if let Some(vnni) = vnni {
+        if !blocking.keep_distances && k_search > 0 && dim <= int8_screen::MAX_DIM {
+            let sets = (&q, &rt_m2, &r_sq);
+            return int8_knn(vnni, sets, &ranker, blocking, threads, on_block);
+        }
+    }
     if reference_includes_query
         && !blocking.keep_distances
         && k_search > 0
@@ -186,6 +220,7 @@ pub fn blocked_knn(
             partial_distances: Some(&partial),
             query_sq_norms: Some(&q_sq),
             fallback_rows,
+            rescreened_rows: 0,
         })?;
         start += len;
     }
@@ -323,6 +358,16 @@ impl RowRanker<'_> {
         fallback
     }
 
+    /// Twice the bound on a float32 screen value's rounding error for query `qi`.
+    fn tolerance(&self, qi: usize) -> f64 {
+        let q_norm = self.q_data[qi * self.dim..(qi + 1) * self.dim]
+            .iter()
+            .map(|x| f64::from(*x) * f64::from(*x))
+            .sum::<f64>()
+            .sqrt();
+        2.0 * self.gamma * (q_norm + self.r_norm_max).powi(2)
+    }
+
     /// As `rank`, from the row's `m` smallest screened (value, index) pairs, sorted.
     fn rank_candidates(
         &self,
@@ -331,16 +376,29 @@ impl RowRanker<'_> {
         s: &mut Scratch,
         out: &mut Vec<i64>,
     ) -> bool {
-        let (k_search, m) = (self.k_search, self.m);
-        let q_norm = self.q_data[qi * self.dim..(qi + 1) * self.dim]
-            .iter()
-            .map(|x| f64::from(*x) * f64::from(*x))
-            .sum::<f64>()
-            .sqrt();
-        let tol2 = 2.0 * self.gamma * (q_norm + self.r_norm_max).powi(2);
+        let m = self.m;
+        let tol2 = self.tolerance(qi);
+        let kth = f64::from(cand[self.k_search - 1].0);
+        let proven = m == self.nr || f64::from(cand[m - 1].0) > kth + tol2;
+        self.rank_proven(cand, proven, qi, tol2, s, out)
+    }
+
+    /// Ranks from float32 screen values `cand`, sorted, that hold every item whose value is within
+    /// `tol2` of the `k_search`-th when `proven` (else solves the row in f64); returns `!proven`.
+    fn rank_proven(
+        &self,
+        cand: &[(f32, i64)],
+        proven: bool,
+        qi: usize,
+        tol2: f64,
+        s: &mut Scratch,
+        out: &mut Vec<i64>,
+    ) -> bool {
+        let k_search = self.k_search;
+        let m = cand.len();
         let kth = f64::from(cand[k_search - 1].0);
         s.order.clear();
-        let fallback = !(m == self.nr || f64::from(cand[m - 1].0) > kth + tol2);
+        let fallback = !proven;
         if !fallback {
             // Items outside the candidates are provably farther than k_search of them. Inside,
             // values further apart than tol2 are in their true order; runs of closer values are
@@ -406,16 +464,26 @@ struct RowState {
 }
 
 impl RowState {
+    /// Values above this cannot enter the selection.
+    fn limit(&self) -> f32 {
+        self.threshold.unwrap_or(f32::INFINITY)
+    }
+
+    /// Adds a value not above `limit()`; returns whether the limit changed (after a compaction).
+    fn offer(&mut self, value: f32, index: i64, m: usize) -> bool {
+        self.cand.push((value, index));
+        if self.cand.len() >= 4 * m.max(8) {
+            self.compact(m);
+            return true;
+        }
+        false
+    }
+
     fn feed(&mut self, values: &[f32], first_col: i64, m: usize) {
-        let limit = self.threshold.unwrap_or(f32::INFINITY);
-        let mut limit = limit;
+        let mut limit = self.limit();
         for (v, j) in values.iter().zip(first_col..) {
-            if *v <= limit {
-                self.cand.push((*v, j));
-                if self.cand.len() >= 4 * m.max(8) {
-                    self.compact(m);
-                    limit = self.threshold.unwrap_or(f32::INFINITY);
-                }
+            if *v <= limit && self.offer(*v, j, m) {
+                limit = self.limit();
             }
         }
     }
@@ -472,22 +540,14 @@ fn feed_transposed(
         for (c, chunk) in states.chunks_mut(per_thread).enumerate() {
             let j_start = c * per_thread;
             scope.spawn(move || {
-                let mut limits: Vec<f32> = chunk
-                    .iter()
-                    .map(|s| s.threshold.unwrap_or(f32::INFINITY))
-                    .collect();
+                let mut limits: Vec<f32> = chunk.iter().map(RowState::limit).collect();
                 for i in 0..il {
                     let row = &tile[i * jl + j_start..i * jl + j_start + chunk.len()];
                     let add = sq_i[i];
                     for (r, &v) in row.iter().enumerate() {
                         let value = (v - sq_j[j_start + r]) + add;
-                        if value <= limits[r] {
-                            let state = &mut chunk[r];
-                            state.cand.push((value, first_col + i as i64));
-                            if state.cand.len() >= 4 * m.max(8) {
-                                state.compact(m);
-                                limits[r] = state.threshold.unwrap_or(f32::INFINITY);
-                            }
+                        if value <= limits[r] && chunk[r].offer(value, first_col + i as i64, m) {
+                            limits[r] = chunk[r].limit();
                         }
                     }
                 }
@@ -582,9 +642,221 @@ fn symmetric_self_knn(
             partial_distances: None,
             query_sq_norms: None,
             fallback_rows,
+            rescreened_rows: 0,
         })?;
     }
     Ok(())
+}
+
+/// Rows per thread and pass of the integer screen; their candidate buffers are what is live.
+const INT8_ROWS_PER_THREAD: usize = 256;
+
+/// The blocked search with the integer screen: passes of up to `threads x 256` query rows, each
+/// thread screening its rows against every reference and ranking them; rows whose candidates
+/// could not be proven complete are screened again in float32 (`RowRanker::rank`).
+fn int8_knn(
+    vnni: Vnni,
+    (q, rt_m2, r_sq): (&Tensor, &Tensor, &Tensor),
+    ranker: &RowRanker,
+    blocking: Blocking,
+    threads: usize,
+    mut on_block: impl FnMut(&KnnBlock) -> Result<()>,
+) -> Result<()> {
+    let (nq, nr, dim, k) = (q.size()[0] as usize, ranker.nr, ranker.dim, ranker.k);
+    let sq: Vec<f32> = Vec::try_from(r_sq.view([-1]))?;
+    let refs = int8_screen::References::new(ranker.r_data, nr, dim, &sq);
+    let queries = int8_screen::Queries::new(ranker.q_data, nq, dim, &refs);
+    let m = int8_screen::candidates_per_row(ranker.k_search, nr);
+    let per_thread = nq
+        .div_ceil(threads)
+        .min(INT8_ROWS_PER_THREAD)
+        .div_ceil(8)
+        .max(1)
+        * 8;
+    // The sample holds about 16 values per row below the rank-2m screen value of the whole set.
+    let sample_size = (8 * nr / m).max(1024);
+    let sample = (sample_size * 4 <= nr).then(|| {
+        let picks: Vec<usize> = (0..sample_size).map(|i| i * nr / sample_size).collect();
+        let data: Vec<f32> = picks
+            .iter()
+            .flat_map(|&i| ranker.r_data[i * dim..(i + 1) * dim].iter().copied())
+            .collect();
+        let sample_sq: Vec<f32> = picks.iter().map(|&i| sq[i]).collect();
+        let rank = (2 * m * sample_size).div_ceil(nr);
+        let refs = int8_screen::References::new(&data, sample_size, dim, &sample_sq);
+        (refs, rank)
+    });
+    let int8 = Int8Rows {
+        vnni,
+        queries: &queries,
+        refs: &refs,
+        ranker,
+        sq: &sq,
+        m,
+        sample,
+    };
+    let (mut fallback_rows, mut rescreened_rows, mut start) = (0usize, 0usize, 0usize);
+    while start < nq {
+        let len = (per_thread * threads).min(nq - start);
+        let parts: Vec<(Vec<i64>, Vec<usize>, usize)> = std::thread::scope(|scope| {
+            let int8 = &int8;
+            let handles: Vec<_> = (start..start + len)
+                .step_by(per_thread)
+                .map(|a| scope.spawn(move || int8.rank(a..(a + per_thread).min(start + len))))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("kNN worker thread panicked"))
+                .collect()
+        });
+        let mut indices = Vec::with_capacity(len * k);
+        let mut unproven = Vec::new();
+        for (part, failed, fallbacks) in parts {
+            indices.extend_from_slice(&part);
+            unproven.extend(failed);
+            fallback_rows += fallbacks;
+        }
+        // Rows the integer screen could not prove: the float32 screen, in blocks of at most
+        // `block_bytes` of distances.
+        rescreened_rows += unproven.len();
+        let rows_per_block = (blocking.block_bytes / (4 * nr).max(1)).max(1);
+        for rows in unproven.chunks(rows_per_block) {
+            let at: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+            let qb = q.index_select(0, &Tensor::from_slice(&at));
+            let partial = r_sq.addmm(&qb, rt_m2).contiguous();
+            anyhow::ensure!(
+                partial.kind() == Kind::Float && partial.numel() == rows.len() * nr,
+                "internal: unexpected distance block"
+            );
+            // SAFETY: `partial` is a contiguous CPU float32 tensor of rows * nr elements, alive
+            // and unmodified while this slice is used (this loop iteration).
+            let block: &[f32] = unsafe {
+                std::slice::from_raw_parts(partial.data_ptr() as *const f32, rows.len() * nr)
+            };
+            let mut values: Vec<&[f32]> = block.chunks(nr).collect();
+            let (ranked, fallbacks) = rank_rows(&mut values, threads, k, |i, row, scratch, out| {
+                ranker.rank(row, rows[i], scratch, out)
+            });
+            fallback_rows += fallbacks;
+            for (i, &row) in rows.iter().enumerate() {
+                let at = (row - start) * k;
+                indices[at..at + k].copy_from_slice(&ranked[i * k..(i + 1) * k]);
+            }
+        }
+        on_block(&KnnBlock {
+            start,
+            rows: len,
+            k,
+            indices: &indices,
+            partial_distances: None,
+            query_sq_norms: None,
+            fallback_rows,
+            rescreened_rows,
+        })?;
+        start += len;
+    }
+    Ok(())
+}
+
+/// What one thread of the integer-screen search needs.
+struct Int8Rows<'a> {
+    vnni: Vnni,
+    queries: &'a int8_screen::Queries,
+    refs: &'a int8_screen::References,
+    ranker: &'a RowRanker<'a>,
+    /// |r|² in float32, as in the float32 screen.
+    sq: &'a [f32],
+    /// Candidates kept per row by the integer screen.
+    m: usize,
+    /// A strided sample of the references and the rank in it whose screen value starts each
+    /// row's limit (`None` for small reference sets).
+    sample: Option<(int8_screen::References, usize)>,
+}
+
+impl Int8Rows<'_> {
+    /// Screens and ranks query rows `rows`: every row's `k` neighbours (zeros for rows without
+    /// the proof), the rows without it, and the number of f64 full-row fallbacks.
+    fn rank(&self, rows: std::ops::Range<usize>) -> (Vec<i64>, Vec<usize>, usize) {
+        let r = self.ranker;
+        let (dim, k_search, m) = (r.dim, r.k_search, self.m);
+        // Starting limits from the sample: about 2m values per row pass the screen, instead
+        // of every value until a running selection of m has formed.
+        let mut states: Vec<Selection> = match &self.sample {
+            Some((sample, rank)) => {
+                let mut probe: Vec<Selection> = rows
+                    .clone()
+                    .map(|_| Selection::new(*rank * 4, f32::INFINITY))
+                    .collect();
+                self.vnni
+                    .screen(self.queries, sample, rows.clone(), &mut probe);
+                probe
+                    .iter_mut()
+                    .map(|p| Selection::new(m, p.nth_value(*rank)))
+                    .collect()
+            }
+            None => rows
+                .clone()
+                .map(|_| Selection::new(m, f32::INFINITY))
+                .collect(),
+        };
+        self.vnni
+            .screen(self.queries, self.refs, rows.clone(), &mut states);
+        let mut out = Vec::with_capacity(rows.len() * r.k);
+        let (mut unproven, mut fallbacks) = (Vec::new(), 0usize);
+        let mut scratch = Scratch::default();
+        let mut near: Vec<usize> = Vec::with_capacity(m);
+        let mut values: Vec<(f32, i64)> = Vec::with_capacity(m);
+        for (state, qi) in states.iter_mut().zip(rows.clone()) {
+            // Every item not kept has a screen value >= the limit, so a true value >= limit -
+            // E_q; the k_search smallest screen values are within E_q of theirs. Items (kept
+            // or not) more than 2 E_q above the k_search-th screen value are therefore farther
+            // than k_search kept items: proven when that covers everything not kept.
+            let bound = self.queries.bound(qi);
+            let proven = state.len() >= k_search && {
+                let reach = f64::from(state.nth_value(k_search)) + 2.0 * bound;
+                near.clear();
+                near.extend(
+                    state
+                        .pairs()
+                        .filter(|p| f64::from(p.0) <= reach)
+                        .map(|p| p.1),
+                );
+                state.limit() == f32::INFINITY || f64::from(state.limit()) > reach
+            };
+            if !proven {
+                unproven.push(qi);
+                out.resize(out.len() + r.k, 0);
+                continue;
+            }
+            // The candidates within reach get their float32 expansion values, as the float32
+            // screen computes them, and that path's exact ranking.
+            let q_row = &r.q_data[qi * dim..(qi + 1) * dim];
+            values.clear();
+            for (c, &j) in near.iter().enumerate() {
+                if let Some(&ahead) = near.get(c + 4) {
+                    self.vnni
+                        .prefetch(&r.r_data[ahead * dim..(ahead + 1) * dim]);
+                }
+                let dot = self.vnni.dot(q_row, &r.r_data[j * dim..(j + 1) * dim]);
+                values.push((self.sq[j] - 2.0 * dot, j as i64));
+            }
+            values.select_nth_unstable_by(k_search - 1, by_value_then_index);
+            let kth = f64::from(values[k_search - 1].0);
+            let tol2 = r.tolerance(qi);
+            // Only values within tol2 of the k-th can matter; rank those, sorted.
+            let mut end = k_search;
+            for i in k_search..values.len() {
+                if f64::from(values[i].0) <= kth + tol2 {
+                    values.swap(end, i);
+                    end += 1;
+                }
+            }
+            values[..end].sort_by(by_value_then_index);
+            fallbacks +=
+                usize::from(r.rank_proven(&values[..end], true, qi, tol2, &mut scratch, &mut out));
+        }
+        (out, unproven, fallbacks)
+    }
 }
 
 /// Every query's neighbour list (tests).
@@ -659,6 +931,17 @@ mod tests {
             .collect()
     }
 
+    /// Both screens; the integer one only where the CPU has it.
+    fn screens() -> Vec<Screen> {
+        let mut screens = vec![Screen::Float32];
+        if Vnni::detect().is_some() {
+            screens.push(Screen::Int8);
+        } else {
+            eprintln!("no AVX-512 VNNI on this CPU: the integer screen is not tested");
+        }
+        screens
+    }
+
     #[test]
     fn blocked_matches_naive_for_many_block_sizes_and_k() {
         tch::manual_seed(7);
@@ -667,9 +950,13 @@ mod tests {
         let q = Tensor::randint(4, [37, 3], (Kind::Float, Device::Cpu));
         let r = Tensor::randint(4, [53, 3], (Kind::Float, Device::Cpu));
         let qr = Tensor::cat(&[&q, &r], 0);
-        for rows in [1usize, 2, 5, 16, 37, 1000] {
+        for (rows, screen) in [1usize, 2, 5, 16, 37, 1000]
+            .into_iter()
+            .flat_map(|rows| screens().into_iter().map(move |s| (rows, s)))
+        {
             let blocking = Blocking {
                 rows: Some(rows),
+                screen,
                 ..Blocking::default()
             };
             for k in [1usize, 3, 8, 20, 53] {
@@ -704,9 +991,13 @@ mod tests {
         // exact ordering.
         let q = Tensor::randn([40, 16], (Kind::Float, Device::Cpu));
         let r = Tensor::randn([90, 16], (Kind::Float, Device::Cpu));
-        for rows in [3usize, 40] {
+        for (rows, screen) in [3usize, 40]
+            .into_iter()
+            .flat_map(|rows| screens().into_iter().map(move |s| (rows, s)))
+        {
             let blocking = Blocking {
                 rows: Some(rows),
+                screen,
                 ..Blocking::default()
             };
             assert_eq!(
@@ -737,9 +1028,13 @@ mod tests {
         })
         .unwrap();
         assert!(fallbacks > 0);
-        for rows in [1usize, 7] {
+        for (rows, screen) in [1usize, 7]
+            .into_iter()
+            .flat_map(|rows| screens().into_iter().map(move |s| (rows, s)))
+        {
             let blocking = Blocking {
                 rows: Some(rows),
+                screen,
                 ..Blocking::default()
             };
             for k in [1usize, 5, 40] {
@@ -754,6 +1049,63 @@ mod tests {
                 assert_eq!(
                     knn_lists(&qr, &qr, k, true, blocking).unwrap(),
                     naive(&qr, &qr, k, true)
+                );
+            }
+        }
+    }
+
+    /// L2-normalised points around `classes` random centres, as trained embeddings are.
+    fn clustered(n: i64, dim: i64, classes: i64, spread: f64) -> Tensor {
+        let centres = Tensor::randn([classes, dim], (Kind::Float, Device::Cpu));
+        let labels = Tensor::arange(n, (Kind::Int64, Device::Cpu)).remainder(classes);
+        let x = centres.index_select(0, &labels)
+            + Tensor::randn([n, dim], (Kind::Float, Device::Cpu)) * spread;
+        let norms = x
+            .square()
+            .sum_dim_intlist(&[1i64][..], true, Kind::Float)
+            .sqrt();
+        (x / norms).contiguous()
+    }
+
+    #[test]
+    fn integer_screen_proves_almost_every_row_and_ranks_exactly() {
+        if Vnni::detect().is_none() {
+            eprintln!("no AVX-512 VNNI on this CPU: nothing to test");
+            return;
+        }
+        tch::manual_seed(21);
+        // Sizes off every multiple the kernel works in (8 query rows, 32 references, 4
+        // dimensions), self and cross evaluation, a sample-seeded and an unseeded limit.
+        let x = clustered(2_501, 37, 40, 0.6);
+        let query = clustered(203, 37, 40, 0.6);
+        for k in [1usize, 10, 61] {
+            for (q, r, riq) in [(&x, &x, true), (&query, &x, false)] {
+                let want = naive(q, r, k, riq);
+                let mut got = Vec::new();
+                let mut rescreened = 0;
+                let blocking = Blocking {
+                    screen: Screen::Int8,
+                    ..Blocking::default()
+                };
+                blocked_knn(q, r, k, riq, blocking, |b| {
+                    for row in 0..b.rows {
+                        got.push(
+                            b.indices[row * b.k..(row + 1) * b.k]
+                                .iter()
+                                .map(|&i| i as usize)
+                                .collect::<Vec<_>>(),
+                        );
+                    }
+                    rescreened = b.rescreened_rows;
+                    Ok(())
+                })
+                .unwrap();
+                assert_eq!(got, want, "k {k} self {riq}");
+                // The integer screen, not its float32 safety net, found these neighbours.
+                assert!(
+                    rescreened * 50 <= got.len(),
+                    "k {k} self {riq}: {rescreened} of {} rows re-screened",
+                    got.len()
                 );
             }
         }
@@ -812,6 +1164,7 @@ mod tests {
             rows: None,
             block_bytes: budget,
             keep_distances: true,
+            screen: Screen::Float32,
         };
         assert_eq!(count_blocks(rowwise, 7), 5);
         // Symmetric self path: square tiles of side sqrt(budget / 4) = 14.

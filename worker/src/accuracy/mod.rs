@@ -3,9 +3,11 @@
 //! between the two libraries and edge cases are in docs/metrics.md.
 //!
 //! - `knn`: exact blocked kNN with deterministic ties and PML's self-match removal.
+//! - `int8_screen`: the kNN's candidate search on 8-bit codes (AVX-512 VNNI CPUs).
 //! - `metrics`: per-query scores (PML and OML) and averaging.
 //! - `kmeans`, `mutual_info`: clustering and NMI / AMI for the clustering metrics.
 
+mod int8_screen;
 pub mod kmeans;
 pub mod knn;
 pub mod metrics;
@@ -123,6 +125,9 @@ pub struct Accuracies {
     pub k: usize,
     /// Query rows whose neighbours needed the full-row f64 fallback of the kNN (diagnostics).
     pub knn_fallback_rows: usize,
+    /// Query rows whose integer-screen candidates lacked the completeness proof and were
+    /// screened again in float32 (diagnostics).
+    pub knn_rescreened_rows: usize,
 }
 
 fn check_set(name: &str, emb: &Tensor, labels: &[i64]) -> Result<()> {
@@ -236,6 +241,7 @@ pub fn get_accuracy(
         };
         blocked_knn(query, reference, k_search, riq, blocking, |b| {
             out.knn_fallback_rows = b.fallback_rows;
+            out.knn_rescreened_rows = b.rescreened_rows;
             for row in 0..b.rows {
                 let qi = b.start + row;
                 let label = query_labels[qi];

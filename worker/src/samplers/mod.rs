@@ -89,7 +89,7 @@ pub fn build_from_spec(
             batch_size,
         )?),
         "FixedSetOfTriplets" => {
-            if batch_size % 3 != 0 {
+            if !batch_size.is_multiple_of(3) {
                 return Err(config_error(format!(
                     "FixedSetOfTriplets yields (anchor, positive, negative) rows; batch_size \
                      ({batch_size}) must be a multiple of 3 so no triplet is split"
