@@ -68,25 +68,39 @@ struct Codes {
 fn encode(data: &[f32], n: usize, dim: usize, dpad: usize) -> Codes {
     let mut out = Codes {
         codes: vec![0; n * dpad],
-        scale: Vec::with_capacity(n),
-        residual: Vec::with_capacity(n),
-        code_norm: Vec::with_capacity(n),
+        scale: vec![0.0; n],
+        residual: vec![0.0; n],
+        code_norm: vec![0.0; n],
     };
-    for (i, x) in data.chunks_exact(dim).enumerate() {
-        let max = x.iter().fold(0f32, |a, v| a.max(v.abs()));
-        let s = if max > 0.0 { max / 127.0 } else { 1.0 };
-        let (mut res, mut norm) = (0f64, 0f64);
-        for (j, &v) in x.iter().enumerate() {
-            let c = (v / s).round().clamp(-127.0, 127.0);
-            out.codes[i * dpad + j] = c as i8;
-            let coded = f64::from(s) * f64::from(c);
-            res += (f64::from(v) - coded).powi(2);
-            norm += coded * coded;
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let per = n.div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let parts = data
+            .chunks(per * dim)
+            .zip(out.codes.chunks_mut(per * dpad))
+            .zip(out.scale.chunks_mut(per))
+            .zip(out.residual.chunks_mut(per))
+            .zip(out.code_norm.chunks_mut(per));
+        for ((((x, codes), scale), residual), code_norm) in parts {
+            scope.spawn(move || {
+                for (i, x) in x.chunks_exact(dim).enumerate() {
+                    let max = x.iter().fold(0f32, |a, v| a.max(v.abs()));
+                    let s = if max > 0.0 { max / 127.0 } else { 1.0 };
+                    let (mut res, mut norm) = (0f64, 0f64);
+                    for (j, &v) in x.iter().enumerate() {
+                        let c = (v / s).round().clamp(-127.0, 127.0);
+                        codes[i * dpad + j] = c as i8;
+                        let coded = f64::from(s) * f64::from(c);
+                        res += (f64::from(v) - coded).powi(2);
+                        norm += coded * coded;
+                    }
+                    scale[i] = s;
+                    residual[i] = res.sqrt();
+                    code_norm[i] = norm.sqrt();
+                }
+            });
         }
-        out.scale.push(s);
-        out.residual.push(res.sqrt());
-        out.code_norm.push(norm.sqrt());
-    }
+    });
     out
 }
 

@@ -131,9 +131,6 @@ pub fn blocked_knn(
         Some(Vec::try_from(q.view([-1]))?)
     };
     let q_data: &[f32] = q_own.as_deref().unwrap_or(&r_data);
-    // -2 rᵀ, so one addmm gives |r|² - 2 q·r: the distance minus the row constant |q|², which
-    // does not change a row's ranking.
-    let rt_m2 = r.transpose(0, 1).contiguous() * -2.0;
     let r_sq = r
         .square()
         .sum_dim_intlist(&[1i64][..], false, Kind::Float)
@@ -163,15 +160,24 @@ pub fn blocked_knn(
         .unwrap_or(1);
     let vnni = match blocking.screen {
         Screen::Float32 => None,
-        Screen::Auto if nr < INT8_MIN_REFERENCE => None,
+        // The integer screen prunes nothing when its candidate lists cover much of each row.
+        Screen::Auto
+            if nr < INT8_MIN_REFERENCE
+                || 4 * int8_screen::candidates_per_row(k_search, nr) > nr =>
+        {
+            None
+        }
         Screen::Auto | Screen::Int8 => Vnni::detect(),
     };
     if let Some(vnni) = vnni {
         if !blocking.keep_distances && k_search > 0 && dim <= int8_screen::MAX_DIM {
-            let sets = (&q, &rt_m2, &r_sq);
+            let sets = (&q, &r, &r_sq);
             return int8_knn(vnni, sets, &ranker, blocking, threads, on_block);
         }
     }
+    // -2 rᵀ, so one addmm gives |r|² - 2 q·r: the distance minus the row constant |q|², which
+    // does not change a row's ranking.
+    let rt_m2 = r.transpose(0, 1).contiguous() * -2.0;
     if reference_includes_query
         && !blocking.keep_distances
         && k_search > 0
@@ -648,15 +654,18 @@ fn symmetric_self_knn(
     Ok(())
 }
 
-/// Rows per thread and pass of the integer screen; their candidate buffers are what is live.
-const INT8_ROWS_PER_THREAD: usize = 256;
+/// Query rows per task of the integer screen (a multiple of its 8-row groups): small enough to
+/// balance the threads, large enough to reuse each cached chunk of references 8 times.
+const INT8_TASK_ROWS: usize = 64;
+/// Tasks per thread and pass: a pass's neighbour lists are what is held in memory.
+const INT8_PASS_TASKS: usize = 8;
 
 /// The blocked search with the integer screen: passes of up to `threads x 256` query rows, each
 /// thread screening its rows against every reference and ranking them; rows whose candidates
 /// could not be proven complete are screened again in float32 (`RowRanker::rank`).
 fn int8_knn(
     vnni: Vnni,
-    (q, rt_m2, r_sq): (&Tensor, &Tensor, &Tensor),
+    (q, r, r_sq): (&Tensor, &Tensor, &Tensor),
     ranker: &RowRanker,
     blocking: Blocking,
     threads: usize,
@@ -667,12 +676,6 @@ fn int8_knn(
     let refs = int8_screen::References::new(ranker.r_data, nr, dim, &sq);
     let queries = int8_screen::Queries::new(ranker.q_data, nq, dim, &refs);
     let m = int8_screen::candidates_per_row(ranker.k_search, nr);
-    let per_thread = nq
-        .div_ceil(threads)
-        .min(INT8_ROWS_PER_THREAD)
-        .div_ceil(8)
-        .max(1)
-        * 8;
     // The sample holds about 16 values per row below the rank-2m screen value of the whole set.
     let sample_size = (8 * nr / m).max(1024);
     let sample = (sample_size * 4 <= nr).then(|| {
@@ -696,22 +699,40 @@ fn int8_knn(
         sample,
     };
     let (mut fallback_rows, mut rescreened_rows, mut start) = (0usize, 0usize, 0usize);
+    // -2 rᵀ for the float32 screen of rows without the proof, made when the first one comes.
+    let mut rt_m2: Option<Tensor> = None;
     while start < nq {
-        let len = (per_thread * threads).min(nq - start);
-        let parts: Vec<(Vec<i64>, Vec<usize>, usize)> = std::thread::scope(|scope| {
-            let int8 = &int8;
-            let handles: Vec<_> = (start..start + len)
-                .step_by(per_thread)
-                .map(|a| scope.spawn(move || int8.rank(a..(a + per_thread).min(start + len))))
+        // Tasks of 64 rows handed out as threads come free (rows differ in how many values
+        // pass their limit), a pass's results gathered in row order for `on_block`.
+        let len = (INT8_PASS_TASKS * INT8_TASK_ROWS * threads).min(nq - start);
+        let tasks = len.div_ceil(INT8_TASK_ROWS);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let mut parts: Vec<(usize, RankedRows)> = std::thread::scope(|scope| {
+            let (int8, next) = (&int8, &next);
+            let handles: Vec<_> = (0..threads.min(tasks))
+                .map(|_| {
+                    scope.spawn(move || {
+                        let mut done = Vec::new();
+                        loop {
+                            let t = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            if t >= tasks {
+                                return done;
+                            }
+                            let a = start + t * INT8_TASK_ROWS;
+                            done.push((t, int8.rank(a..(a + INT8_TASK_ROWS).min(start + len))));
+                        }
+                    })
+                })
                 .collect();
             handles
                 .into_iter()
-                .map(|h| h.join().expect("kNN worker thread panicked"))
+                .flat_map(|h| h.join().expect("kNN worker thread panicked"))
                 .collect()
         });
+        parts.sort_by_key(|p| p.0);
         let mut indices = Vec::with_capacity(len * k);
         let mut unproven = Vec::new();
-        for (part, failed, fallbacks) in parts {
+        for (_, (part, failed, fallbacks)) in parts {
             indices.extend_from_slice(&part);
             unproven.extend(failed);
             fallback_rows += fallbacks;
@@ -719,10 +740,14 @@ fn int8_knn(
         // Rows the integer screen could not prove: the float32 screen, in blocks of at most
         // `block_bytes` of distances.
         rescreened_rows += unproven.len();
+        if !unproven.is_empty() && rt_m2.is_none() {
+            rt_m2 = Some(r.transpose(0, 1).contiguous() * -2.0);
+        }
         let rows_per_block = (blocking.block_bytes / (4 * nr).max(1)).max(1);
         for rows in unproven.chunks(rows_per_block) {
             let at: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
             let qb = q.index_select(0, &Tensor::from_slice(&at));
+            let rt_m2 = rt_m2.as_ref().expect("computed above");
             let partial = r_sq.addmm(&qb, rt_m2).contiguous();
             anyhow::ensure!(
                 partial.kind() == Kind::Float && partial.numel() == rows.len() * nr,
@@ -758,6 +783,10 @@ fn int8_knn(
     Ok(())
 }
 
+/// Neighbour lists of a run of rows (row-major, zeros for rows without the proof), the rows
+/// without the proof, and the number of f64 full-row fallbacks.
+type RankedRows = (Vec<i64>, Vec<usize>, usize);
+
 /// What one thread of the integer-screen search needs.
 struct Int8Rows<'a> {
     vnni: Vnni,
@@ -776,7 +805,7 @@ struct Int8Rows<'a> {
 impl Int8Rows<'_> {
     /// Screens and ranks query rows `rows`: every row's `k` neighbours (zeros for rows without
     /// the proof), the rows without it, and the number of f64 full-row fallbacks.
-    fn rank(&self, rows: std::ops::Range<usize>) -> (Vec<i64>, Vec<usize>, usize) {
+    fn rank(&self, rows: std::ops::Range<usize>) -> RankedRows {
         let r = self.ranker;
         let (dim, k_search, m) = (r.dim, r.k_search, self.m);
         // Starting limits from the sample: about 2m values per row pass the screen, instead
