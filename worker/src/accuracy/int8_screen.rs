@@ -370,7 +370,7 @@ mod kernel {
     /// Integer dot products of 8 query rows with the references of `panels`, 32 at a time in 16
     /// registers, then the screen values and the `<=` test against each row's limit, all in
     /// registers; only passing values are written out.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,popcnt")]
     pub(super) unsafe fn screen_group(
         queries: &Queries,
         refs: &References,
