@@ -421,11 +421,9 @@ mod kernel {
                     values[h] = _mm512_fmadd_ps(dot, _mm512_mul_ps(s, neg2s[h]), sq[h]);
                     masks[h] = _mm512_cmp_ps_mask::<_CMP_LE_OQ>(values[h], limit);
                 }
-                if masks[0] | masks[1] == 0 {
-                    continue;
-                }
                 // Append the passing values and indices (the stores may write past `len`
-                // into the slack; only `len` counts).
+                // into the spare room; only `len` counts). Unconditionally: whether any value
+                // of a row passes is close to a coin toss, which a branch would mispredict.
                 for h in 0..2 {
                     let at = state.len;
                     _mm512_storeu_ps(

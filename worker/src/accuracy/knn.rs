@@ -862,7 +862,7 @@ impl Int8Rows<'_> {
             let q_row = &r.q_data[qi * dim..(qi + 1) * dim];
             values.clear();
             for (c, &j) in near.iter().enumerate() {
-                if let Some(&ahead) = near.get(c + 4) {
+                if let Some(&ahead) = near.get(c + 12) {
                     self.vnni
                         .prefetch(&r.r_data[ahead * dim..(ahead + 1) * dim]);
                 }
