@@ -700,51 +700,73 @@ fn int8_knn(
     let (mut fallback_rows, mut rescreened_rows) = (0usize, 0usize);
     // -2 rᵀ for the float32 screen of rows without the proof, made when the first one comes.
     let mut rt_m2: Option<Tensor> = None;
-    // Hands one task's rows to `on_block`, after the float32 screen of its unproven rows (in
-    // blocks of at most `block_bytes` of distances).
-    let mut deliver = |start: usize,
-                       (mut indices, unproven, fallbacks): RankedRows|
-     -> Result<()> {
-        fallback_rows += fallbacks;
-        rescreened_rows += unproven.len();
-        if !unproven.is_empty() && rt_m2.is_none() {
-            rt_m2 = Some(r.transpose(0, 1).contiguous() * -2.0);
+    // Rows without the proof go through the float32 screen in batches as large as one block of
+    // `block_bytes` of distances allows (a matrix product of a few rows would read all of -2 rᵀ
+    // for each of them); the tasks holding them wait, in order, for their batch.
+    let batch = (blocking.block_bytes / (4 * nr).max(1)).max(1);
+    let mut held: std::collections::VecDeque<(usize, RankedRows)> = Default::default();
+    let mut held_unproven = 0usize;
+    let mut deliver = |task: Option<(usize, RankedRows)>| -> Result<()> {
+        let finished = task.is_none();
+        if let Some((start, ranked)) = task {
+            held_unproven += ranked.1.len();
+            held.push_back((start, ranked));
         }
-        let rows_per_block = (blocking.block_bytes / (4 * nr).max(1)).max(1);
-        for rows in unproven.chunks(rows_per_block) {
-            let at: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
-            let qb = q.index_select(0, &Tensor::from_slice(&at));
-            let rt_m2 = rt_m2.as_ref().expect("computed above");
-            let partial = r_sq.addmm(&qb, rt_m2).contiguous();
-            anyhow::ensure!(
-                partial.kind() == Kind::Float && partial.numel() == rows.len() * nr,
-                "internal: unexpected distance block"
-            );
-            // SAFETY: `partial` is a contiguous CPU float32 tensor of rows * nr elements, alive
-            // and unmodified while this slice is used (this loop iteration).
-            let block: &[f32] = unsafe {
-                std::slice::from_raw_parts(partial.data_ptr() as *const f32, rows.len() * nr)
-            };
-            let mut values: Vec<&[f32]> = block.chunks(nr).collect();
-            let (ranked, fallbacks) = rank_rows(&mut values, threads, k, |i, row, scratch, out| {
-                ranker.rank(row, rows[i], scratch, out)
-            });
-            fallback_rows += fallbacks;
-            for (i, &row) in rows.iter().enumerate() {
-                let at = (row - start) * k;
-                indices[at..at + k].copy_from_slice(&ranked[i * k..(i + 1) * k]);
+        if held_unproven > 0 && (held_unproven >= batch || finished) {
+            rescreened_rows += held_unproven;
+            held_unproven = 0;
+            let rt_m2 = rt_m2.get_or_insert_with(|| r.transpose(0, 1).contiguous() * -2.0);
+            // (task position in `held`, row) of every unproven row, in row order.
+            let rows: Vec<(usize, usize)> = held
+                .iter()
+                .enumerate()
+                .flat_map(|(h, (_, ranked))| ranked.1.iter().map(move |&row| (h, row)))
+                .collect();
+            for rows in rows.chunks(batch) {
+                let at: Vec<i64> = rows.iter().map(|&(_, row)| row as i64).collect();
+                let qb = q.index_select(0, &Tensor::from_slice(&at));
+                let partial = r_sq.addmm(&qb, rt_m2).contiguous();
+                anyhow::ensure!(
+                    partial.kind() == Kind::Float && partial.numel() == rows.len() * nr,
+                    "internal: unexpected distance block"
+                );
+                // SAFETY: `partial` is a contiguous CPU float32 tensor of rows * nr elements,
+                // alive and unmodified while this slice is used (this loop iteration).
+                let block: &[f32] = unsafe {
+                    std::slice::from_raw_parts(partial.data_ptr() as *const f32, rows.len() * nr)
+                };
+                let mut values: Vec<&[f32]> = block.chunks(nr).collect();
+                let (ranked, fallbacks) =
+                    rank_rows(&mut values, threads, k, |i, row, scratch, out| {
+                        ranker.rank(row, rows[i].1, scratch, out)
+                    });
+                fallback_rows += fallbacks;
+                for (i, &(h, row)) in rows.iter().enumerate() {
+                    let (start, (indices, _, _)) = &mut held[h];
+                    let at = (row - *start) * k;
+                    indices[at..at + k].copy_from_slice(&ranked[i * k..(i + 1) * k]);
+                }
+            }
+            for (_, ranked) in held.iter_mut() {
+                ranked.1.clear();
             }
         }
-        on_block(&KnnBlock {
-            start,
-            rows: indices.len() / k.max(1),
-            k,
-            indices: &indices,
-            partial_distances: None,
-            query_sq_norms: None,
-            fallback_rows,
-            rescreened_rows,
-        })
+        // Every task before the first one still waiting for its batch goes out.
+        while held.front().is_some_and(|(_, ranked)| ranked.1.is_empty()) {
+            let (start, (indices, _, fallbacks)) = held.pop_front().expect("checked");
+            fallback_rows += fallbacks;
+            on_block(&KnnBlock {
+                start,
+                rows: indices.len() / k.max(1),
+                k,
+                indices: &indices,
+                partial_distances: None,
+                query_sq_norms: None,
+                fallback_rows,
+                rescreened_rows,
+            })?;
+        }
+        Ok(())
     };
     // Tasks of 64 rows, handed out as threads come free (rows differ in how many values pass
     // their limit); this thread puts the results back in row order and delivers them while the
@@ -771,17 +793,23 @@ fn int8_knn(
         drop(sender);
         let mut waiting = std::collections::BTreeMap::new();
         let mut due = 0;
-        for (t, ranked) in results.iter() {
-            waiting.insert(t, ranked);
-            while let Some(ranked) = waiting.remove(&due) {
-                if let Err(e) = deliver(due * INT8_TASK_ROWS, ranked) {
-                    stop.store(true, Ordering::Relaxed);
-                    return Err(e);
+        let mut delivered = (|| -> Result<()> {
+            for (t, ranked) in results.iter() {
+                waiting.insert(t, ranked);
+                while let Some(ranked) = waiting.remove(&due) {
+                    deliver(Some((due * INT8_TASK_ROWS, ranked)))?;
+                    due += 1;
                 }
-                due += 1;
             }
+            Ok(())
+        })();
+        if delivered.is_ok() {
+            delivered = deliver(None);
         }
-        Ok(())
+        if delivered.is_err() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        delivered
     })
 }
 
