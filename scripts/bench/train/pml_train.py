@@ -1,14 +1,17 @@
 """Training throughput of pytorch-metric-learning's MetricLossOnly trainer on the benchmark job
 (see run.sh): MLP trunk 64-256-512-512, linear embedder to 128, ContrastiveLoss,
 MPerClassSampler m=4, batch 128, RMSprop, 2 threads. Prints iterations per second of training only
-(no evaluation), measured after one warm-up epoch."""
+(no evaluation), measured after one warm-up epoch. DEVICE=cuda trains on the GPU and THREADS sets
+the CPU threads (defaults: cpu, 2)."""
+import os
 import sys
 import time
 
 import torch
 from pytorch_metric_learning import losses, samplers, trainers
 
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("THREADS", "2")))
+device = torch.device(os.environ.get("DEVICE", "cpu"))
 torch.manual_seed(0)
 ITERATIONS = int(sys.argv[1]) if len(sys.argv) > 1 else 200
 NUM_CLASSES, PER_CLASS, DIM = 100, 40, 64
@@ -33,6 +36,8 @@ trunk = torch.nn.Sequential(
     torch.nn.Linear(512, 512), torch.nn.ReLU(),
 )
 embedder = torch.nn.Linear(512, 128)
+trunk.to(device)
+embedder.to(device)
 models = {"trunk": trunk, "embedder": embedder}
 optimizers = {
     "trunk_optimizer": torch.optim.RMSprop(trunk.parameters(), lr=1e-4),
@@ -48,9 +53,12 @@ trainer = trainers.MetricLossOnly(
     sampler=sampler,
     iterations_per_epoch=ITERATIONS,
     dataloader_num_workers=0,
+    data_device=device,
 )
 trainer.train(start_epoch=1, num_epochs=1)  # warm-up
 start = time.perf_counter()
 trainer.train(start_epoch=2, num_epochs=2)
+if device.type == "cuda":
+    torch.cuda.synchronize()
 elapsed = time.perf_counter() - start
 print(f"pml iterations_per_second {ITERATIONS / elapsed:.2f}")

@@ -1,7 +1,9 @@
 """Training throughput of metricbench-worker on the benchmark job (see run.sh). Sends one protocol
 job on stdin and measures iterations per second between the first and the last `progress` events of
-training (so process start, dataset generation and evaluation are excluded)."""
+training (so process start, dataset generation and evaluation are excluded). DEVICE=cuda runs the
+job on the GPU (default cpu)."""
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -19,7 +21,7 @@ config = {
     "check_untrained_accuracy": False,
     "patience": None,
     "seed": 0,
-    "device": "cpu",
+    "device": os.environ.get("DEVICE", "cpu"),
     "models": {
         "trunk": {"MLP": {"layer_sizes": [256, 512, 512], "final_relu": True}},
         "embedder": {"MLP": {"layer_sizes": [128]}},
@@ -43,6 +45,8 @@ with tempfile.TemporaryDirectory() as folder:
     marks = []
     for line in proc.stdout:
         event = json.loads(line)
+        if event["event"] == "ready":
+            print(f"worker device {event['device']}")
         if event["event"] == "progress" and event.get("loss") is not None:
             marks.append((time.perf_counter(), event["iteration"]))
         if event["event"] == "error":
