@@ -170,8 +170,16 @@ pub fn blocked_knn(
         }
         Screen::Auto | Screen::Int8 => Vnni::detect(),
     };
+    // The live selections (4m + 32 values and indices per row of a running task) stay within
+    // the block budget too; otherwise (k near the reference size) the float32 screen runs.
+    let selection_bytes =
+        threads * INT8_TASK_ROWS * (4 * int8_screen::candidates_per_row(k_search, nr) + 32) * 8;
     if let Some(vnni) = vnni {
-        if !blocking.keep_distances && k_search > 0 && dim <= int8_screen::MAX_DIM {
+        if !blocking.keep_distances
+            && k_search > 0
+            && dim <= int8_screen::MAX_DIM
+            && selection_bytes <= blocking.block_bytes.max(64 << 20)
+        {
             let sets = (&q, &r, &r_sq);
             return int8_knn(vnni, sets, &ranker, blocking, threads, on_block);
         }
