@@ -142,19 +142,20 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--budget", type=int, default=40)
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds FIRST..FIRST+SEEDS-1")
     ap.add_argument("--methods", default="optuna_gp,tpe,ax,random")
     ap.add_argument("--functions", default=",".join(PROBLEMS))
     ap.add_argument("--json")
     args = ap.parse_args()
     rows = []
-    print(f"reference methods, budget {args.budget}, {args.seeds} seeds", flush=True)
+    print(f"reference methods, budget {args.budget}, seeds {args.first_seed}..{args.first_seed + args.seeds - 1}", flush=True)
     print(f"{'method':<10} {'function':<12} {'median regret':>14} {'median t/sugg ms':>17} {'median t@last ms':>17} {'cpu ms':>10}", flush=True)
     for method in args.methods.split(","):
         for name in args.functions.split(","):
             bounds, opt, f = PROBLEMS[name]
             regrets, times, lasts = [], [], []
             CPU_TIMES.clear()
-            for seed in range(args.seeds):
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
                 if method == "ax":
                     best, t, last = run_ax(bounds, f, seed, args.budget)
                 else:
