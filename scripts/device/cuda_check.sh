@@ -6,7 +6,8 @@
 #
 # Runs the training-throughput job of scripts/bench/train on the GPU and on the CPU, with the
 # worker and with PML 2.9's trainer (the PML wheel is installed from .whl/ when PML is missing),
-# then eval-embeddings on a 20,000 x 128 set with both kNN screens. Prints what it measured.
+# the same job scaled up to GPU size (WIDTH=4096, BATCH=200), then eval-embeddings on a
+# 20,000 x 128 set with both kNN screens. Prints what it measured.
 set -uo pipefail
 worker=${1:?worker binary}
 iterations=${2:-600}
@@ -28,6 +29,12 @@ for device in cuda cpu; do
     DEVICE=$device OMP_NUM_THREADS=$threads python3 "$here/scripts/bench/train/worker_train.py" "$worker" "$iterations"
     DEVICE=$device THREADS=$threads python3 "$here/scripts/bench/train/pml_train.py" "$iterations"
 done
+echo "== training, GPU-sized job (trunk 64-2048-4096-4096, batch 200), 300 iterations, cuda"
+DEVICE=cuda WIDTH=4096 BATCH=200 python3 "$here/scripts/bench/train/worker_train.py" "$worker" 300
+DEVICE=cuda WIDTH=4096 BATCH=200 THREADS=$threads python3 "$here/scripts/bench/train/pml_train.py" 300
+echo "== the same job on the CPU, $threads threads, 30 iterations"
+DEVICE=cpu WIDTH=4096 BATCH=200 OMP_NUM_THREADS=$threads python3 "$here/scripts/bench/train/worker_train.py" "$worker" 30
+DEVICE=cpu WIDTH=4096 BATCH=200 THREADS=$threads python3 "$here/scripts/bench/train/pml_train.py" 30
 data=/tmp/evalbench_20000_128_200
 python3 "$here/scripts/bench/eval/gen_embeddings.py" 20000 128 200 "$data" 1.5
 for screen in int8 float32 int8 float32; do

@@ -12,6 +12,9 @@ from pytorch_metric_learning import losses, samplers, trainers
 
 torch.set_num_threads(int(os.environ.get("THREADS", "2")))
 device = torch.device(os.environ.get("DEVICE", "cpu"))
+# WIDTH scales the trunk (256-512-512 by default) and BATCH the batch size, as in worker_train.py.
+WIDTH = int(os.environ.get("WIDTH", "512"))
+BATCH = int(os.environ.get("BATCH", "128"))
 torch.manual_seed(0)
 ITERATIONS = int(sys.argv[1]) if len(sys.argv) > 1 else 200
 NUM_CLASSES, PER_CLASS, DIM = 100, 40, 64
@@ -31,11 +34,11 @@ class Features(torch.utils.data.Dataset):
 
 
 trunk = torch.nn.Sequential(
-    torch.nn.Linear(DIM, 256), torch.nn.ReLU(),
-    torch.nn.Linear(256, 512), torch.nn.ReLU(),
-    torch.nn.Linear(512, 512), torch.nn.ReLU(),
+    torch.nn.Linear(DIM, WIDTH // 2), torch.nn.ReLU(),
+    torch.nn.Linear(WIDTH // 2, WIDTH), torch.nn.ReLU(),
+    torch.nn.Linear(WIDTH, WIDTH), torch.nn.ReLU(),
 )
-embedder = torch.nn.Linear(512, 128)
+embedder = torch.nn.Linear(WIDTH, 128)
 trunk.to(device)
 embedder.to(device)
 models = {"trunk": trunk, "embedder": embedder}
@@ -43,11 +46,11 @@ optimizers = {
     "trunk_optimizer": torch.optim.RMSprop(trunk.parameters(), lr=1e-4),
     "embedder_optimizer": torch.optim.RMSprop(embedder.parameters(), lr=1e-4),
 }
-sampler = samplers.MPerClassSampler(labels, m=4, batch_size=128, length_before_new_iter=len(labels))
+sampler = samplers.MPerClassSampler(labels, m=4, batch_size=BATCH, length_before_new_iter=len(labels))
 trainer = trainers.MetricLossOnly(
     models=models,
     optimizers=optimizers,
-    batch_size=128,
+    batch_size=BATCH,
     loss_funcs={"metric_loss": losses.ContrastiveLoss()},
     dataset=Features(),
     sampler=sampler,

@@ -11,6 +11,9 @@ import time
 
 worker = sys.argv[1]
 iterations = int(sys.argv[2]) if len(sys.argv) > 2 else 200
+# WIDTH scales the trunk (256-512-512 by default) and BATCH the batch size, for a GPU-sized job.
+width = int(os.environ.get("WIDTH", "512"))
+batch = int(os.environ.get("BATCH", "128"))
 config = {
     "training_method": "MetricLossOnly",
     "dataset": {"Synthetic": {"num_classes": 100, "samples_per_class": 40, "input_dim": 64, "seed": 0}},
@@ -23,10 +26,10 @@ config = {
     "seed": 0,
     "device": os.environ.get("DEVICE", "cpu"),
     "models": {
-        "trunk": {"MLP": {"layer_sizes": [256, 512, 512], "final_relu": True}},
+        "trunk": {"MLP": {"layer_sizes": [width // 2, width, width], "final_relu": True}},
         "embedder": {"MLP": {"layer_sizes": [128]}},
     },
-    "batch_size": 128,
+    "batch_size": batch,
     "optimizers": {
         "trunk_optimizer": {"RMSprop": {"lr": 1e-4}},
         "embedder_optimizer": {"RMSprop": {"lr": 1e-4}},
