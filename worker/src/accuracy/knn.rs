@@ -692,7 +692,9 @@ fn int8_knn(
             .flat_map(|&i| ranker.r_data[i * dim..(i + 1) * dim].iter().copied())
             .collect();
         let sample_sq: Vec<f32> = picks.iter().map(|&i| sq[i]).collect();
-        let rank = (2 * m * sample_size).div_ceil(nr);
+        // (At most the sample's size: a forced integer screen with k near the reference size
+        // asks for a rank beyond it.)
+        let rank = (2 * m * sample_size).div_ceil(nr).clamp(1, sample_size);
         let refs = int8_screen::References::new(&data, sample_size, dim, &sample_sq);
         (refs, rank)
     });
@@ -1205,6 +1207,29 @@ mod tests {
                     got.len()
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_forced_integer_screen_with_k_near_the_reference_size_agrees_with_float32() {
+        if Vnni::detect().is_none() {
+            eprintln!("no AVX-512 VNNI on this CPU: nothing to test");
+            return;
+        }
+        tch::manual_seed(5);
+        // 4,100 references: large enough for the sampled starting limits, whose rank (about 2m
+        // of 4,100 scaled to a 1,024-point sample) would exceed the sample for this k.
+        let x = clustered(4_100, 8, 30, 0.5);
+        let query = x.narrow(0, 0, 40);
+        for k in [1_500usize, 4_000] {
+            let lists = |screen| {
+                let blocking = Blocking {
+                    screen,
+                    ..Blocking::default()
+                };
+                knn_lists(&query, &x, k, true, blocking).unwrap()
+            };
+            assert_eq!(lists(Screen::Int8), lists(Screen::Float32), "k {k}");
         }
     }
 
