@@ -1030,13 +1030,20 @@ mod tests {
             .collect()
     }
 
+    /// Whether this CPU lacks the integer screen (said on stderr: its tests then check nothing).
+    fn lacks_vnni() -> bool {
+        let lacks = Vnni::detect().is_none();
+        if lacks {
+            eprintln!("no AVX-512 VNNI on this CPU: the integer screen is not tested");
+        }
+        lacks
+    }
+
     /// Both screens; the integer one only where the CPU has it.
     fn screens() -> Vec<Screen> {
         let mut screens = vec![Screen::Float32];
-        if Vnni::detect().is_some() {
+        if !lacks_vnni() {
             screens.push(Screen::Int8);
-        } else {
-            eprintln!("no AVX-512 VNNI on this CPU: the integer screen is not tested");
         }
         screens
     }
@@ -1168,8 +1175,7 @@ mod tests {
 
     #[test]
     fn integer_screen_proves_almost_every_row_and_ranks_exactly() {
-        if Vnni::detect().is_none() {
-            eprintln!("no AVX-512 VNNI on this CPU: nothing to test");
+        if lacks_vnni() {
             return;
         }
         tch::manual_seed(21);
@@ -1212,8 +1218,7 @@ mod tests {
 
     #[test]
     fn a_forced_integer_screen_with_k_near_the_reference_size_agrees_with_float32() {
-        if Vnni::detect().is_none() {
-            eprintln!("no AVX-512 VNNI on this CPU: nothing to test");
+        if lacks_vnni() {
             return;
         }
         tch::manual_seed(5);
