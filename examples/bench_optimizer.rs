@@ -42,18 +42,6 @@ fn values(point: &[ParamValue]) -> Vec<f64> {
         .collect()
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    }
-}
-
 struct RunResult {
     regret: f64,
     gp_times: Vec<f64>,

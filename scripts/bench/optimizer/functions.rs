@@ -1,8 +1,21 @@
 //! The benchmark's test functions (minimised; known optima), shared by our optimiser's benchmark
 //! (`examples/bench_optimizer.rs`) and the standalone egobox benchmark
 //! (`scripts/bench/optimizer/egobox`), which include this file with `#[path]` so both optimise
-//! exactly the same problems.
+//! exactly the same problems, and summarise them the same way ([`median`]).
 #![allow(dead_code)]
+
+/// Median of `v` (sorted in place); NaN when empty.
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
 
 pub struct Problem {
     pub name: &'static str,

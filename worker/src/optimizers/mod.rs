@@ -359,15 +359,8 @@ impl Optimizer {
                     } else {
                         grad.shallow_clone()
                     };
-                    let zeros = || p.zeros_like();
-                    let exp_avg = state
-                        .entry("exp_avg".into())
-                        .or_insert_with(zeros)
-                        .shallow_clone();
-                    let exp_avg_sq = state
-                        .entry("exp_avg_sq".into())
-                        .or_insert_with(zeros)
-                        .shallow_clone();
+                    let exp_avg = state_slot(state, "exp_avg", p);
+                    let exp_avg_sq = state_slot(state, "exp_avg_sq", p);
                     // exp_avg.lerp_(grad, 1 - beta1); exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2)
                     let _ = exp_avg.shallow_clone().lerp_(&grad, 1.0 - beta1);
                     let _ = exp_avg_sq
@@ -378,10 +371,7 @@ impl Optimizer {
                     let bias_correction2 = 1.0 - beta2.powf(t);
                     let step_size = lr / bias_correction1;
                     let second = if amsgrad {
-                        let max_sq = state
-                            .entry("max_exp_avg_sq".into())
-                            .or_insert_with(zeros)
-                            .shallow_clone();
+                        let max_sq = state_slot(state, "max_exp_avg_sq", p);
                         let _ = max_sq.shallow_clone().maximum_out(&max_sq, &exp_avg_sq);
                         max_sq
                     } else {
@@ -405,20 +395,13 @@ impl Optimizer {
                     } else {
                         grad.shallow_clone()
                     };
-                    let zeros = || p.zeros_like();
-                    let square_avg = state
-                        .entry("square_avg".into())
-                        .or_insert_with(zeros)
-                        .shallow_clone();
+                    let square_avg = state_slot(state, "square_avg", p);
                     let _ = square_avg
                         .shallow_clone()
                         .g_mul_scalar_(alpha)
                         .addcmul_(&grad, &grad.mul_scalar_out(s0, 1.0 - alpha));
                     let avg = if centered {
-                        let grad_avg = state
-                            .entry("grad_avg".into())
-                            .or_insert_with(zeros)
-                            .shallow_clone();
+                        let grad_avg = state_slot(state, "grad_avg", p);
                         let _ = grad_avg.shallow_clone().lerp_(&grad, 1.0 - alpha);
                         (&square_avg - &grad_avg * &grad_avg).sqrt() + eps
                     } else {
@@ -428,10 +411,7 @@ impl Optimizer {
                         s1.shallow_clone()
                     };
                     if momentum > 0.0 {
-                        let buf = state
-                            .entry("momentum_buffer".into())
-                            .or_insert_with(zeros)
-                            .shallow_clone();
+                        let buf = state_slot(state, "momentum_buffer", p);
                         let _ = buf
                             .shallow_clone()
                             .g_mul_scalar_(momentum)
@@ -550,6 +530,15 @@ fn buffer_names(rule: Rule) -> [Option<&'static str>; 3] {
     }
 }
 
+/// Optimizer state `name` of a parameter (zeros shaped like `p` on first use), as a handle that
+/// updates the stored tensor in place.
+fn state_slot(state: &mut BTreeMap<String, Tensor>, name: &str, p: &Tensor) -> Tensor {
+    state
+        .entry(name.into())
+        .or_insert_with(|| p.zeros_like())
+        .shallow_clone()
+}
+
 /// One single-pass update of `p` (see [`fused`]) if it and its gradient are contiguous float32
 /// CPU tensors, creating the state buffers as the tensor path would (zeros; SGD's momentum buffer
 /// starts as the gradient, which the kernel writes on the first step). False: nothing changed.
@@ -570,10 +559,7 @@ fn fused_step(
     let mut buffers: [Option<Tensor>; 3] = [None, None, None];
     for (slot, name) in buffers.iter_mut().zip(names) {
         if let Some(name) = name {
-            let buffer = state
-                .entry(name.to_string())
-                .or_insert_with(|| p.zeros_like());
-            *slot = Some(buffer.shallow_clone());
+            *slot = Some(state_slot(state, name, p));
         }
     }
     let [first, second, third] = &buffers;

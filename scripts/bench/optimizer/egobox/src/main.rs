@@ -16,18 +16,6 @@ use ndarray::{Array2, ArrayView2};
 mod functions;
 use functions::*;
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        0.5 * (v[n / 2 - 1] + v[n / 2])
-    }
-}
-
 /// CPU seconds of the whole process (all threads: egobox uses rayon), from /proc/self/stat
 /// utime + stime (clock ticks, 100 Hz on Linux). NaN where unavailable.
 fn process_cpu_seconds() -> f64 {
