@@ -69,6 +69,11 @@ struct Codes {
     code_norm: Vec<f64>,
 }
 
+/// Dimensions padded with zeros to a whole number of 4-byte groups (one `vpdpbusd` lane each).
+fn padded(dim: usize) -> usize {
+    dim.div_ceil(4) * 4
+}
+
 fn encode(data: &[f32], n: usize, dim: usize, dpad: usize) -> Codes {
     let mut out = Codes {
         codes: vec![0; n * dpad],
@@ -126,8 +131,24 @@ pub struct References {
 impl References {
     /// `data`: `n x dim` row-major; `sq`: |r|² per row in float32 (the float32 path's values).
     pub fn new(data: &[f32], n: usize, dim: usize, sq: &[f32]) -> References {
-        let dpad = dim.div_ceil(4) * 4;
-        let codes = encode(data, n, dim, dpad);
+        References::from_codes(&encode(data, n, dim, padded(dim)), n, dim, sq)
+    }
+
+    /// The query set is the reference set (self-evaluation): one coding serves both.
+    pub fn with_own_queries(
+        data: &[f32],
+        n: usize,
+        dim: usize,
+        sq: &[f32],
+    ) -> (References, Queries) {
+        let codes = encode(data, n, dim, padded(dim));
+        let refs = References::from_codes(&codes, n, dim, sq);
+        let queries = Queries::from_codes(&codes, n, dim, &refs);
+        (refs, queries)
+    }
+
+    fn from_codes(codes: &Codes, n: usize, dim: usize, sq: &[f32]) -> References {
+        let dpad = padded(dim);
         let n_panels = n.div_ceil(PANEL);
         let quads = dpad / 4;
         let lanes = n_panels * PANEL;
@@ -177,8 +198,11 @@ pub struct Queries {
 
 impl Queries {
     pub fn new(data: &[f32], n: usize, dim: usize, refs: &References) -> Queries {
+        Queries::from_codes(&encode(data, n, dim, refs.dpad), n, dim, refs)
+    }
+
+    fn from_codes(coded: &Codes, n: usize, dim: usize, refs: &References) -> Queries {
         let dpad = refs.dpad;
-        let coded = encode(data, n, dim, dpad);
         let rows = n.div_ceil(GROUP) * GROUP;
         let mut codes = vec![128u8; rows * dpad];
         for (dst, src) in codes.iter_mut().zip(&coded.codes) {
@@ -207,7 +231,7 @@ impl Queries {
             n,
             dpad,
             codes,
-            scale: coded.scale,
+            scale: coded.scale.clone(),
             bound,
         }
     }
@@ -242,6 +266,12 @@ impl Selection {
             m,
             scratch: Vec::new(),
         }
+    }
+
+    /// Empties the selection for another row, starting with `limit`.
+    pub fn restart(&mut self, limit: f32) {
+        self.len = 0;
+        self.limit = limit;
     }
 
     pub fn limit(&self) -> f32 {

@@ -210,20 +210,7 @@ pub fn blocked_knn(
 
         let mut indices = Vec::new();
         if k_search > 0 {
-            anyhow::ensure!(
-                partial.kind() == Kind::Float && partial.numel() == len * nr,
-                "internal: unexpected distance block"
-            );
-            // SAFETY: `partial` is a contiguous CPU float32 tensor of len * nr elements that
-            // outlives this slice (dropped at the end of the loop body); nothing writes to it.
-            let block: &[f32] =
-                unsafe { std::slice::from_raw_parts(partial.data_ptr() as *const f32, len * nr) };
-            // Rows are independent: split them over the cores (libtorch's matmul already is).
-            let mut rows: Vec<&[f32]> = block.chunks(nr).collect();
-            let (ranked, fallbacks) =
-                rank_rows(&mut rows, threads, k, |row, values, scratch, out| {
-                    ranker.rank(values, start + row, scratch, out)
-                });
+            let (ranked, fallbacks) = ranker.rank_block(&partial, threads, |row| start + row)?;
             indices = ranked;
             fallback_rows += fallbacks;
         }
@@ -371,6 +358,36 @@ impl RowRanker<'_> {
         let fallback = self.rank_candidates(&cand, qi, s, out);
         s.cand = cand;
         fallback
+    }
+
+    /// Ranks every row of `partial`, a contiguous `rows x nr` float32 block of screen values
+    /// `|r|² - 2 q·r` whose row `i` belongs to query `query_of(i)`, the rows split over
+    /// `threads` (libtorch's matmul already used them all): (neighbours row-major, fallbacks).
+    fn rank_block(
+        &self,
+        partial: &Tensor,
+        threads: usize,
+        query_of: impl Fn(usize) -> usize + Sync,
+    ) -> Result<(Vec<i64>, usize)> {
+        let nr = self.nr;
+        let rows = partial.size()[0] as usize;
+        anyhow::ensure!(
+            partial.kind() == Kind::Float
+                && partial.is_contiguous()
+                && partial.numel() == rows * nr,
+            "internal: unexpected distance block"
+        );
+        // SAFETY: `partial` is a contiguous CPU float32 tensor of rows * nr elements, borrowed
+        // (so alive and unmodified) for as long as this slice is used.
+        let block: &[f32] =
+            unsafe { std::slice::from_raw_parts(partial.data_ptr() as *const f32, rows * nr) };
+        let mut values: Vec<&[f32]> = block.chunks(nr).collect();
+        Ok(rank_rows(
+            &mut values,
+            threads,
+            self.k,
+            |i, row, scratch, out| self.rank(row, query_of(i), scratch, out),
+        ))
     }
 
     /// Twice the bound on a float32 screen value's rounding error for query `qi`.
@@ -680,8 +697,13 @@ fn int8_knn(
 ) -> Result<()> {
     let (nq, nr, dim, k) = (q.size()[0] as usize, ranker.nr, ranker.dim, ranker.k);
     let sq: Vec<f32> = Vec::try_from(r_sq.view([-1]))?;
-    let refs = int8_screen::References::new(ranker.r_data, nr, dim, &sq);
-    let queries = int8_screen::Queries::new(ranker.q_data, nq, dim, &refs);
+    let (refs, queries) = if std::ptr::eq(ranker.q_data, ranker.r_data) {
+        int8_screen::References::with_own_queries(ranker.r_data, nr, dim, &sq)
+    } else {
+        let refs = int8_screen::References::new(ranker.r_data, nr, dim, &sq);
+        let queries = int8_screen::Queries::new(ranker.q_data, nq, dim, &refs);
+        (refs, queries)
+    };
     let m = int8_screen::candidates_per_row(ranker.k_search, nr);
     // The sample holds about 16 values per row below the rank-2m screen value of the whole set.
     let sample_size = (8 * nr / m).max(1024);
@@ -736,20 +758,7 @@ fn int8_knn(
                 let at: Vec<i64> = rows.iter().map(|&(_, row)| row as i64).collect();
                 let qb = q.index_select(0, &Tensor::from_slice(&at));
                 let partial = r_sq.addmm(&qb, rt_m2).contiguous();
-                anyhow::ensure!(
-                    partial.kind() == Kind::Float && partial.numel() == rows.len() * nr,
-                    "internal: unexpected distance block"
-                );
-                // SAFETY: `partial` is a contiguous CPU float32 tensor of rows * nr elements,
-                // alive and unmodified while this slice is used (this loop iteration).
-                let block: &[f32] = unsafe {
-                    std::slice::from_raw_parts(partial.data_ptr() as *const f32, rows.len() * nr)
-                };
-                let mut values: Vec<&[f32]> = block.chunks(nr).collect();
-                let (ranked, fallbacks) =
-                    rank_rows(&mut values, threads, k, |i, row, scratch, out| {
-                        ranker.rank(row, rows[i].1, scratch, out)
-                    });
+                let (ranked, fallbacks) = ranker.rank_block(&partial, threads, |i| rows[i].1)?;
                 fallback_rows += fallbacks;
                 for (i, &(h, row)) in rows.iter().enumerate() {
                     let (start, (indices, _, _)) = &mut held[h];
@@ -788,15 +797,18 @@ fn int8_knn(
     std::thread::scope(|scope| {
         for _ in 0..threads.min(tasks) {
             let (sender, int8, next, stop) = (sender.clone(), &int8, &next, &stop);
-            scope.spawn(move || loop {
-                let t = next.fetch_add(1, Ordering::Relaxed);
-                if t >= tasks || stop.load(Ordering::Relaxed) {
-                    return;
-                }
-                let a = t * INT8_TASK_ROWS;
-                let ranked = int8.rank(a..(a + INT8_TASK_ROWS).min(nq));
-                if sender.send((t, ranked)).is_err() {
-                    return;
+            scope.spawn(move || {
+                let mut buffers = Int8Buffers::default();
+                loop {
+                    let t = next.fetch_add(1, Ordering::Relaxed);
+                    if t >= tasks || stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let a = t * INT8_TASK_ROWS;
+                    let ranked = int8.rank(a..(a + INT8_TASK_ROWS).min(nq), &mut buffers);
+                    if sender.send((t, ranked)).is_err() {
+                        return;
+                    }
                 }
             });
         }
@@ -827,6 +839,26 @@ fn int8_knn(
 /// without the proof, and the number of f64 full-row fallbacks.
 type RankedRows = (Vec<i64>, Vec<usize>, usize);
 
+/// Readies `n` selections of budget `m` with the given starting limits. They are reused from
+/// task to task (each holds 4m + 32 slots), so only their lengths and limits start over.
+fn restart(selections: &mut Vec<Selection>, n: usize, m: usize, limits: impl Iterator<Item = f32>) {
+    selections.resize_with(n, || Selection::new(m, f32::INFINITY));
+    for (selection, limit) in selections.iter_mut().zip(limits) {
+        selection.restart(limit);
+    }
+}
+
+/// A worker thread's buffers for the integer screen, kept from task to task.
+#[derive(Default)]
+struct Int8Buffers {
+    probe: Vec<Selection>,
+    states: Vec<Selection>,
+    scratch: Scratch,
+    near: Vec<usize>,
+    values: Vec<(f32, i64)>,
+    keys: Vec<u64>,
+}
+
 /// What one thread of the integer-screen search needs.
 struct Int8Rows<'a> {
     vnni: Vnni,
@@ -845,38 +877,40 @@ struct Int8Rows<'a> {
 impl Int8Rows<'_> {
     /// Screens and ranks query rows `rows`: every row's `k` neighbours (zeros for rows without
     /// the proof), the rows without it, and the number of f64 full-row fallbacks.
-    fn rank(&self, rows: std::ops::Range<usize>) -> RankedRows {
+    fn rank(&self, rows: std::ops::Range<usize>, buffers: &mut Int8Buffers) -> RankedRows {
         let r = self.ranker;
         let (dim, k_search, m) = (r.dim, r.k_search, self.m);
+        let Int8Buffers {
+            probe,
+            states,
+            scratch,
+            near,
+            values,
+            keys,
+        } = buffers;
         // Starting limits from the sample: about 2m values per row pass the screen, instead
         // of every value until a running selection of m has formed.
-        let mut states: Vec<Selection> = match &self.sample {
+        match &self.sample {
             Some((sample, rank)) => {
-                let mut probe: Vec<Selection> = rows
-                    .clone()
-                    .map(|_| Selection::new(*rank * 4, f32::INFINITY))
-                    .collect();
+                restart(
+                    probe,
+                    rows.len(),
+                    *rank * 4,
+                    std::iter::repeat(f32::INFINITY),
+                );
                 self.vnni
-                    .screen(self.queries, sample, rows.clone(), &mut probe);
-                probe
-                    .iter_mut()
-                    .map(|p| Selection::new(m, p.nth_value(*rank)))
-                    .collect()
+                    .screen(self.queries, sample, rows.clone(), &mut probe[..rows.len()]);
+                let limits = probe[..rows.len()].iter_mut().map(|p| p.nth_value(*rank));
+                restart(states, rows.len(), m, limits);
             }
-            None => rows
-                .clone()
-                .map(|_| Selection::new(m, f32::INFINITY))
-                .collect(),
-        };
+            None => restart(states, rows.len(), m, std::iter::repeat(f32::INFINITY)),
+        }
+        let states = &mut states[..rows.len()];
         self.vnni
-            .screen(self.queries, self.refs, rows.clone(), &mut states);
+            .screen(self.queries, self.refs, rows.clone(), states);
         let mut out = Vec::with_capacity(rows.len() * r.k);
         let (mut unproven, mut fallbacks) = (Vec::new(), 0usize);
-        let mut scratch = Scratch::default();
-        let mut near: Vec<usize> = Vec::with_capacity(m);
-        let mut values: Vec<(f32, i64)> = Vec::with_capacity(m);
-        let mut keys: Vec<u64> = Vec::with_capacity(m);
-        for (state, qi) in states.iter_mut().zip(rows.clone()) {
+        for (state, qi) in states.iter_mut().zip(rows) {
             // Every item not kept has a screen value >= the limit, so a true value >= limit -
             // E_q; the k_search smallest screen values are within E_q of theirs. Items (kept
             // or not) more than 2 E_q above the k_search-th screen value are therefore farther
@@ -931,7 +965,7 @@ impl Int8Rows<'_> {
                     .map(|&key| (key_value(key), (key & 0xffff_ffff) as i64)),
             );
             fallbacks +=
-                usize::from(r.rank_proven(&values[..end], true, qi, tol2, &mut scratch, &mut out));
+                usize::from(r.rank_proven(&values[..end], true, qi, tol2, scratch, &mut out));
         }
         (out, unproven, fallbacks)
     }
