@@ -14,19 +14,19 @@
 use std::time::Instant;
 
 use metricbench::optimizer::{
-    Direction, Optimizer, OptimizerConfig, ParamValue, Parameter, Prior, SearchSpace,
+    Dimension, Direction, Domain, Optimizer, OptimizerConfig, ParamValue, Prior,
 };
 
 #[path = "../scripts/bench/optimizer/functions.rs"]
 mod functions;
 use functions::*;
 
-fn space_of(p: &Problem) -> SearchSpace {
-    SearchSpace::new(
+fn space_of(p: &Problem) -> Domain {
+    Domain::new(
         p.bounds
             .iter()
             .enumerate()
-            .map(|(i, &(lo, hi))| Parameter::float(format!("x{i}"), lo, hi))
+            .map(|(i, &(lo, hi))| Dimension::float(format!("x{i}"), lo, hi))
             .collect(),
     )
     .expect("valid benchmark space")

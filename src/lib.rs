@@ -7,9 +7,10 @@ pub mod config;
 pub mod config_cmd;
 pub mod executor;
 pub mod experiment;
-pub mod fsutil;
 pub mod optimizer;
-pub mod protocol;
 pub mod run;
 pub mod search_space;
 pub mod study;
+
+// The worker contract lives in its own crate so workers need not depend on the coordinator.
+pub use metricbench_protocol::{fsutil, protocol};

@@ -1,4 +1,6 @@
-//! Search spaces (SPEC §3.5): keys with a search keyword suffix define tunable parameters.
+//! The search space as the user writes it: config keys with a search keyword suffix define tunable
+//! parameters, whose values are config values (JSON). The optimiser never sees this layer; it works
+//! on a typed `crate::optimizer::Domain`, and `crate::study::sampler` translates between the two.
 //!
 //! ```yaml
 //! loss_funcs:
@@ -26,6 +28,8 @@
 //! let concrete = space.substitute_merged(merged, &trial)?; // plain keys everywhere
 //! # let _ = concrete; Ok(()) }
 //! ```
+//!
+//! A plain `run` of a config with search keys runs once at the midpoints and says so.
 
 use crate::config::{json_to_yaml, key_text, kind_name, yaml_to_json, Merged};
 use anyhow::{anyhow, bail, Result};

@@ -1,8 +1,8 @@
 //! Behaviour of the Bayesian optimiser through its public ask/tell API.
 
 use metricbench::optimizer::{
-    BatchStrategy, Direction, Optimizer, OptimizerConfig, OptimizerError, ParamValue, Parameter,
-    Point, SearchSpace,
+    BatchStrategy, Dimension, Direction, Domain, Optimizer, OptimizerConfig, OptimizerError,
+    ParamValue, Point,
 };
 
 fn floats(p: &[ParamValue]) -> Vec<f64> {
@@ -14,10 +14,10 @@ fn floats(p: &[ParamValue]) -> Vec<f64> {
         .collect()
 }
 
-fn unit_box(d: usize) -> SearchSpace {
-    SearchSpace::new(
+fn unit_box(d: usize) -> Domain {
+    Domain::new(
         (0..d)
-            .map(|i| Parameter::float(format!("x{i}"), 0.0, 1.0))
+            .map(|i| Dimension::float(format!("x{i}"), 0.0, 1.0))
             .collect(),
     )
     .unwrap()
@@ -164,8 +164,7 @@ fn batch_suggestions_are_distinct_from_each_other_and_from_pending() {
 fn failed_points_are_never_proposed_again_in_a_finite_space() {
     // 4 × 2 = 8 configurations. Mark some failed, observe the rest, and drain the space: every
     // configuration appears exactly once, then suggest returns nothing.
-    let space =
-        SearchSpace::new(vec![Parameter::int("n", 0, 3), Parameter::choice("c", 2)]).unwrap();
+    let space = Domain::new(vec![Dimension::int("n", 0, 3), Dimension::choice("c", 2)]).unwrap();
     let mut opt = Optimizer::new(
         space,
         OptimizerConfig {
@@ -199,7 +198,7 @@ fn failed_points_are_never_proposed_again_in_a_finite_space() {
 
 #[test]
 fn batch_larger_than_the_remaining_space_is_truncated() {
-    let space = SearchSpace::new(vec![Parameter::choice("c", 3)]).unwrap();
+    let space = Domain::new(vec![Dimension::choice("c", 3)]).unwrap();
     let mut opt = Optimizer::new(space, config(0));
     let pending = vec![vec![ParamValue::Choice(1)]];
     let batch = opt.suggest(5, &pending).unwrap();
@@ -211,10 +210,10 @@ fn batch_larger_than_the_remaining_space_is_truncated() {
 #[test]
 fn integer_log_and_choice_parameters() {
     // Objective: best at lr = 1e-3, layers = 3, loss = option 2.
-    let space = SearchSpace::new(vec![
-        Parameter::log_float("lr", 1e-6, 1.0),
-        Parameter::int("layers", 1, 8),
-        Parameter::choice("loss", 4),
+    let space = Domain::new(vec![
+        Dimension::log_float("lr", 1e-6, 1.0),
+        Dimension::int("layers", 1, 8),
+        Dimension::choice("loss", 4),
     ])
     .unwrap();
     let f = |p: &[ParamValue]| match (p[0], p[1], p[2]) {
@@ -249,10 +248,7 @@ fn integer_log_and_choice_parameters() {
 
 #[test]
 fn empty_space_is_an_error() {
-    assert_eq!(
-        SearchSpace::new(vec![]).unwrap_err(),
-        OptimizerError::EmptySpace
-    );
+    assert_eq!(Domain::new(vec![]).unwrap_err(), OptimizerError::EmptySpace);
 }
 
 #[test]
@@ -324,10 +320,10 @@ fn all_equal_observations_still_explore() {
 
 #[test]
 fn extreme_values_and_bounds_do_not_break_the_model() {
-    let space = SearchSpace::new(vec![
-        Parameter::log_float("ratio", 1e-300, 1e300),
-        Parameter::float("wide", -1e308, 1e308),
-        Parameter::int("huge", i64::MIN, i64::MAX),
+    let space = Domain::new(vec![
+        Dimension::log_float("ratio", 1e-300, 1e300),
+        Dimension::float("wide", -1e308, 1e308),
+        Dimension::int("huge", i64::MIN, i64::MAX),
     ])
     .unwrap();
     let mut opt = Optimizer::new(space.clone(), config(9));

@@ -2,11 +2,11 @@
 //!
 //! Ask/tell:
 //! ```
-//! use metricbench::optimizer::{Optimizer, OptimizerConfig, Parameter, ParamValue, SearchSpace};
-//! let space = SearchSpace::new(vec![
-//!     Parameter::log_float("lr", 1e-5, 1e-1),
-//!     Parameter::int("layers", 1, 4),
-//!     Parameter::choice("loss", 3),
+//! use metricbench::optimizer::{Optimizer, OptimizerConfig, Dimension, ParamValue, Domain};
+//! let space = Domain::new(vec![
+//!     Dimension::log_float("lr", 1e-5, 1e-1),
+//!     Dimension::int("layers", 1, 4),
+//!     Dimension::choice("loss", 3),
 //! ]).unwrap();
 //! let mut opt = Optimizer::new(space, OptimizerConfig { seed: 7, ..Default::default() });
 //! let batch = opt.suggest(2, &[]).unwrap();          // two different points to run in parallel
@@ -43,7 +43,7 @@
 //!   values internally.
 //!
 //! Documented behaviour on awkward input (never a panic):
-//! * empty search space → [`OptimizerError::EmptySpace`] from [`SearchSpace::new`];
+//! * empty search space → [`OptimizerError::EmptySpace`] from [`Domain::new`];
 //! * invalid bounds/points → [`OptimizerError::InvalidSpace`] / [`OptimizerError::InvalidPoint`];
 //! * a NaN or infinite objective passed to [`Optimizer::observe`] records the point as failed;
 //! * all trials failed → the Sobol design continues (skipping failed points) until enough
@@ -63,17 +63,17 @@
 //! optimiser fed the same history can differ slightly from a long-running one.)
 
 pub mod acquisition;
+pub mod domain;
 pub mod gp;
 pub mod kernel;
 mod minimize;
 mod rng;
 mod sobol;
-pub mod space;
 
 use std::fmt;
 
+pub use domain::{Dimension, DimensionKind, Domain, ParamValue, Point};
 pub use gp::Prior;
-pub use space::{ParamKind, ParamValue, Parameter, Point, SearchSpace};
 
 use gp::{Data, Posterior};
 
@@ -174,9 +174,9 @@ fn log_mean_exp(a: &[f64]) -> f64 {
     }
     m + (a.iter().map(|v| (v - m).exp()).sum::<f64>() / a.len() as f64).ln()
 }
+use domain::same_point;
 use rng::{derive_seed, Rng};
 use sobol::sobol_point;
-use space::same_point;
 
 /// Errors of the optimiser API.
 #[derive(Clone, Debug, PartialEq)]
@@ -302,7 +302,7 @@ struct Observation {
 /// The Bayesian optimiser. See the module documentation for the method and the edge cases.
 #[derive(Clone, Debug)]
 pub struct Optimizer {
-    space: SearchSpace,
+    space: Domain,
     config: OptimizerConfig,
     observations: Vec<Observation>,
     failed: Vec<Vec<f64>>,
@@ -312,7 +312,7 @@ pub struct Optimizer {
 }
 
 impl Optimizer {
-    pub fn new(space: SearchSpace, config: OptimizerConfig) -> Self {
+    pub fn new(space: Domain, config: OptimizerConfig) -> Self {
         Self {
             space,
             config,
@@ -323,7 +323,7 @@ impl Optimizer {
         }
     }
 
-    pub fn space(&self) -> &SearchSpace {
+    pub fn space(&self) -> &Domain {
         &self.space
     }
 
@@ -887,14 +887,14 @@ fn subset(y: &[f64], max: usize, rng: &mut Rng) -> Vec<usize> {
 }
 
 /// Every configuration of a finite space, as snapped encodings (caller bounds the size).
-fn enumerate(space: &SearchSpace) -> Vec<Vec<f64>> {
+fn enumerate(space: &Domain) -> Vec<Vec<f64>> {
     let counts: Vec<usize> = space
         .params()
         .iter()
         .map(|p| match p.kind {
-            ParamKind::Int { low, high } => (high as i128 - low as i128 + 1) as usize,
-            ParamKind::Choice { n } => n,
-            ParamKind::Float { .. } => 1,
+            DimensionKind::Int { low, high } => (high as i128 - low as i128 + 1) as usize,
+            DimensionKind::Choice { n } => n,
+            DimensionKind::Float { .. } => 1,
         })
         .collect();
     let total: usize = counts.iter().product();

@@ -22,17 +22,17 @@ impl Sampler {
                     low,
                     high,
                     log: false,
-                } => optimizer::Parameter::float(&p.name, *low, *high),
+                } => optimizer::Dimension::float(&p.name, *low, *high),
                 ParamKind::Float {
                     low,
                     high,
                     log: true,
-                } => optimizer::Parameter::log_float(&p.name, *low, *high),
-                ParamKind::Int { low, high } => optimizer::Parameter::int(&p.name, *low, *high),
-                ParamKind::Choice(values) => optimizer::Parameter::choice(&p.name, values.len()),
+                } => optimizer::Dimension::log_float(&p.name, *low, *high),
+                ParamKind::Int { low, high } => optimizer::Dimension::int(&p.name, *low, *high),
+                ParamKind::Choice(values) => optimizer::Dimension::choice(&p.name, values.len()),
             })
             .collect();
-        let opt_space = optimizer::SearchSpace::new(params)
+        let opt_space = optimizer::Domain::new(params)
             .map_err(|e| anyhow!("the search space cannot be optimised: {e}"))?;
         Ok(Sampler {
             space: space.clone(),

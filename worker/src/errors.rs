@@ -2,7 +2,7 @@
 //! tell a bad config from a bug. Everything else travels as `anyhow::Error`; a failure without a kind
 //! attached is `internal`.
 
-use metricbench::protocol::ErrorKind;
+use metricbench_protocol::protocol::ErrorKind;
 use std::fmt;
 
 #[derive(Debug)]

@@ -1,7 +1,7 @@
 //! The worker's side of the protocol: events go to stdout one JSON line at a time (flushed, so the
 //! coordinator sees them live); commands arrive on stdin after the job line.
 
-use metricbench::protocol::{Command, Event};
+use metricbench_protocol::protocol::{Command, Event};
 use std::io::{BufRead, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

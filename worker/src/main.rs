@@ -31,7 +31,7 @@ mod trainers;
 
 use errors::kind_of;
 use events::{emit, listen_for_commands, StopFlag};
-use metricbench::protocol::{ErrorKind, Event, Job, PROTOCOL_VERSION};
+use metricbench_protocol::protocol::{ErrorKind, Event, Job, PROTOCOL_VERSION};
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: metricbench-worker    (reads one protocol-v1 job line on stdin)\n\

@@ -3,7 +3,7 @@
 //! `<fold>/saved_csvs/logs.db` (each change in one transaction), as the original's record keeper.
 
 use anyhow::{Context, Result};
-use metricbench::fsutil::write_atomic;
+use metricbench_protocol::fsutil::write_atomic;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

@@ -14,7 +14,9 @@ use crate::splits::{self, class_ranges, CrossValidation, SplitScheme};
 use crate::testers::{evaluate_splits, EvalSettings};
 use crate::trainers::{self, base};
 use anyhow::{Context, Result};
-use metricbench::protocol::{metric_value, Action, Event, FoldResult, Job, Metrics, Objective};
+use metricbench_protocol::protocol::{
+    metric_value, Action, Event, FoldResult, Job, Metrics, Objective,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::Device;
@@ -216,7 +218,7 @@ fn write_split_summary(folder: &Path, scheme: &SplitScheme, labels: &[i64]) -> R
             ranges.join(", ")
         ));
     }
-    metricbench::fsutil::write_atomic(&folder.join("splits.yaml"), text.as_bytes())
+    metricbench_protocol::fsutil::write_atomic(&folder.join("splits.yaml"), text.as_bytes())
 }
 
 /// The single place a tester is called: accuracies of every split of `splits_to_eval` (by split

@@ -290,7 +290,7 @@ fn bad_configs_are_clear_config_errors() {
     ] {
         assert_eq!(
             crate::errors::kind_of(&build("l", &bad, &c).err().unwrap()),
-            metricbench::protocol::ErrorKind::Config
+            metricbench_protocol::protocol::ErrorKind::Config
         );
     }
 }

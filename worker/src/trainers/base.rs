@@ -17,7 +17,7 @@ use crate::spec::Config;
 use crate::splits::SplitScheme;
 use crate::tensorboard::EventWriter;
 use anyhow::{Context, Result};
-use metricbench::protocol::{metric_value, Event, FoldResult, Metrics, ResumeFrom};
+use metricbench_protocol::protocol::{metric_value, Event, FoldResult, Metrics, ResumeFrom};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;

@@ -1,6 +1,12 @@
-//! Search spaces and their encoding into the unit cube the GP works in.
+//! The optimiser's domain: typed dimensions and their encoding into the unit cube the GP works in.
 //!
-//! Each parameter occupies one or more coordinates of the encoded vector:
+//! This is the optimiser's own vocabulary, free of config syntax. The user-facing layer is
+//! `crate::search_space` (keys such as `lr~LOG_BAYESIAN~` found in a merged config, with JSON
+//! values); `crate::study::sampler` translates one into the other, in both directions. The split is
+//! the one Optuna makes between its distributions and its samplers: the optimiser can be used and
+//! benchmarked without any config (see `examples/bench_optimizer.rs`).
+//!
+//! Each dimension occupies one or more coordinates of the encoded vector:
 //! * `Float` — one coordinate, linear in the value, or in `ln(value)` when `log` is set;
 //! * `Int` — one coordinate; the integer `v` sits at the centre of its bin,
 //!   `(v - low + 0.5) / (high - low + 1)`, so every integer owns an equal slice of `[0, 1]`;
@@ -13,7 +19,7 @@ use super::OptimizerError;
 
 /// What kind of values one parameter takes.
 #[derive(Clone, Debug, PartialEq)]
-pub enum ParamKind {
+pub enum DimensionKind {
     /// Real value in `[low, high]`; with `log` the search is uniform in `ln(value)` (needs `low > 0`).
     Float { low: f64, high: f64, log: bool },
     /// Integer in `low..=high`.
@@ -24,16 +30,16 @@ pub enum ParamKind {
 
 /// One named parameter of a search space.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Parameter {
+pub struct Dimension {
     pub name: String,
-    pub kind: ParamKind,
+    pub kind: DimensionKind,
 }
 
-impl Parameter {
+impl Dimension {
     pub fn float(name: impl Into<String>, low: f64, high: f64) -> Self {
         Self {
             name: name.into(),
-            kind: ParamKind::Float {
+            kind: DimensionKind::Float {
                 low,
                 high,
                 log: false,
@@ -43,7 +49,7 @@ impl Parameter {
     pub fn log_float(name: impl Into<String>, low: f64, high: f64) -> Self {
         Self {
             name: name.into(),
-            kind: ParamKind::Float {
+            kind: DimensionKind::Float {
                 low,
                 high,
                 log: true,
@@ -53,13 +59,13 @@ impl Parameter {
     pub fn int(name: impl Into<String>, low: i64, high: i64) -> Self {
         Self {
             name: name.into(),
-            kind: ParamKind::Int { low, high },
+            kind: DimensionKind::Int { low, high },
         }
     }
     pub fn choice(name: impl Into<String>, n: usize) -> Self {
         Self {
             name: name.into(),
-            kind: ParamKind::Choice { n },
+            kind: DimensionKind::Choice { n },
         }
     }
 }
@@ -78,8 +84,8 @@ pub type Point = Vec<ParamValue>;
 
 /// A validated list of parameters.
 #[derive(Clone, Debug)]
-pub struct SearchSpace {
-    params: Vec<Parameter>,
+pub struct Domain {
+    params: Vec<Dimension>,
     /// Offset of each parameter's first coordinate in the encoded vector.
     offsets: Vec<usize>,
     dim: usize,
@@ -90,11 +96,11 @@ pub struct SearchSpace {
 /// difference yet far above round-off of the encode/decode round trip.
 pub(crate) const SAME_POINT_TOL: f64 = 1e-9;
 
-impl SearchSpace {
+impl Domain {
     /// Validates the parameters. Errors: no parameters at all, duplicate names, `low >= high` or a
     /// non-finite bound for floats, `low <= 0` for log floats, `low > high` for ints, fewer than
     /// one option for choices. `Int` with `low == high` and `Choice { n: 1 }` are allowed (constant).
-    pub fn new(params: Vec<Parameter>) -> Result<Self, OptimizerError> {
+    pub fn new(params: Vec<Dimension>) -> Result<Self, OptimizerError> {
         if params.is_empty() {
             return Err(OptimizerError::EmptySpace);
         }
@@ -110,7 +116,7 @@ impl SearchSpace {
             let bad =
                 |why: &str| OptimizerError::InvalidSpace(format!("parameter {:?}: {why}", p.name));
             match p.kind {
-                ParamKind::Float { low, high, log } => {
+                DimensionKind::Float { low, high, log } => {
                     if !low.is_finite() || !high.is_finite() {
                         return Err(bad("bounds must be finite"));
                     }
@@ -121,12 +127,12 @@ impl SearchSpace {
                         return Err(bad("a log-scaled parameter needs low > 0"));
                     }
                 }
-                ParamKind::Int { low, high } => {
+                DimensionKind::Int { low, high } => {
                     if low > high {
                         return Err(bad("low must not exceed high"));
                     }
                 }
-                ParamKind::Choice { n } => {
+                DimensionKind::Choice { n } => {
                     if n == 0 {
                         return Err(bad("a choice needs at least one option"));
                     }
@@ -134,7 +140,7 @@ impl SearchSpace {
             }
             offsets.push(dim);
             dim += match p.kind {
-                ParamKind::Choice { n } => n,
+                DimensionKind::Choice { n } => n,
                 _ => 1,
             };
         }
@@ -145,7 +151,7 @@ impl SearchSpace {
         })
     }
 
-    pub fn params(&self) -> &[Parameter] {
+    pub fn params(&self) -> &[Dimension] {
         &self.params
     }
 
@@ -154,7 +160,7 @@ impl SearchSpace {
         self.params.len()
     }
 
-    /// Always false: an empty space is rejected by [`SearchSpace::new`].
+    /// Always false: an empty space is rejected by [`Domain::new`].
     pub fn is_empty(&self) -> bool {
         self.params.is_empty()
     }
@@ -169,9 +175,9 @@ impl SearchSpace {
         let mut total = 1.0f64;
         for p in &self.params {
             total *= match p.kind {
-                ParamKind::Float { .. } => return None,
-                ParamKind::Int { low, high } => (high as f64 - low as f64) + 1.0,
-                ParamKind::Choice { n } => n as f64,
+                DimensionKind::Float { .. } => return None,
+                DimensionKind::Int { low, high } => (high as f64 - low as f64) + 1.0,
+                DimensionKind::Choice { n } => n as f64,
             };
         }
         Some(total)
@@ -190,17 +196,17 @@ impl SearchSpace {
             let bad =
                 |why: &str| OptimizerError::InvalidPoint(format!("parameter {:?}: {why}", p.name));
             match (&p.kind, v) {
-                (ParamKind::Float { low, high, .. }, ParamValue::Float(x)) => {
+                (DimensionKind::Float { low, high, .. }, ParamValue::Float(x)) => {
                     if !(x.is_finite() && *x >= *low && *x <= *high) {
                         return Err(bad("value outside [low, high]"));
                     }
                 }
-                (ParamKind::Int { low, high }, ParamValue::Int(x)) => {
+                (DimensionKind::Int { low, high }, ParamValue::Int(x)) => {
                     if x < low || x > high {
                         return Err(bad("value outside low..=high"));
                     }
                 }
-                (ParamKind::Choice { n }, ParamValue::Choice(x)) => {
+                (DimensionKind::Choice { n }, ParamValue::Choice(x)) => {
                     if x >= n {
                         return Err(bad("option index out of range"));
                     }
@@ -216,13 +222,13 @@ impl SearchSpace {
         let mut x = vec![0.0; self.dim];
         for ((p, v), &off) in self.params.iter().zip(point).zip(&self.offsets) {
             match (&p.kind, v) {
-                (&ParamKind::Float { low, high, log }, &ParamValue::Float(v)) => {
+                (&DimensionKind::Float { low, high, log }, &ParamValue::Float(v)) => {
                     x[off] = float_to_unit(v, low, high, log);
                 }
-                (&ParamKind::Int { low, high }, &ParamValue::Int(v)) => {
+                (&DimensionKind::Int { low, high }, &ParamValue::Int(v)) => {
                     x[off] = int_to_unit(v, low, high);
                 }
-                (&ParamKind::Choice { n }, &ParamValue::Choice(c)) => {
+                (&DimensionKind::Choice { n }, &ParamValue::Choice(c)) => {
                     x[off + c.min(n - 1)] = 1.0;
                 }
                 // validate() rejects mismatched kinds before anything is encoded.
@@ -239,11 +245,11 @@ impl SearchSpace {
             .iter()
             .zip(&self.offsets)
             .map(|(p, &off)| match p.kind {
-                ParamKind::Float { low, high, log } => {
+                DimensionKind::Float { low, high, log } => {
                     ParamValue::Float(unit_to_float(x[off], low, high, log))
                 }
-                ParamKind::Int { low, high } => ParamValue::Int(unit_to_int(x[off], low, high)),
-                ParamKind::Choice { n } => ParamValue::Choice(argmax(&x[off..off + n])),
+                DimensionKind::Int { low, high } => ParamValue::Int(unit_to_int(x[off], low, high)),
+                DimensionKind::Choice { n } => ParamValue::Choice(argmax(&x[off..off + n])),
             })
             .collect()
     }
@@ -254,11 +260,11 @@ impl SearchSpace {
     pub fn snap(&self, x: &mut [f64]) {
         for (p, &off) in self.params.iter().zip(&self.offsets) {
             match p.kind {
-                ParamKind::Float { .. } => x[off] = x[off].clamp(0.0, 1.0),
-                ParamKind::Int { low, high } => {
+                DimensionKind::Float { .. } => x[off] = x[off].clamp(0.0, 1.0),
+                DimensionKind::Int { low, high } => {
                     x[off] = int_to_unit(unit_to_int(x[off], low, high), low, high)
                 }
-                ParamKind::Choice { n } => {
+                DimensionKind::Choice { n } => {
                     let c = argmax(&x[off..off + n]);
                     x[off..off + n]
                         .iter_mut()
@@ -277,11 +283,11 @@ impl SearchSpace {
         for ((p, &off), &ui) in self.params.iter().zip(&self.offsets).zip(u) {
             let ui = ui.clamp(0.0, 1.0);
             match p.kind {
-                ParamKind::Float { .. } => x[off] = ui,
-                ParamKind::Int { low, high } => {
+                DimensionKind::Float { .. } => x[off] = ui,
+                DimensionKind::Int { low, high } => {
                     x[off] = int_to_unit(unit_to_int(ui, low, high), low, high)
                 }
-                ParamKind::Choice { n } => x[off + ((ui * n as f64) as usize).min(n - 1)] = 1.0,
+                DimensionKind::Choice { n } => x[off + ((ui * n as f64) as usize).min(n - 1)] = 1.0,
             }
         }
         x
@@ -292,7 +298,7 @@ impl SearchSpace {
         self.params
             .iter()
             .zip(&self.offsets)
-            .filter(|(p, _)| matches!(p.kind, ParamKind::Float { .. }))
+            .filter(|(p, _)| matches!(p.kind, DimensionKind::Float { .. }))
             .map(|(_, &o)| o)
             .collect()
     }
@@ -304,8 +310,8 @@ impl SearchSpace {
         let mut moves = Vec::new();
         for (p, &off) in self.params.iter().zip(&self.offsets) {
             match p.kind {
-                ParamKind::Float { .. } => {}
-                ParamKind::Int { low, high } => {
+                DimensionKind::Float { .. } => {}
+                DimensionKind::Int { low, high } => {
                     let cur = unit_to_int(x[off], low, high);
                     let count = high as i128 - low as i128 + 1;
                     let values: Vec<i64> = if count <= 16 {
@@ -324,7 +330,7 @@ impl SearchSpace {
                             .collect(),
                     );
                 }
-                ParamKind::Choice { n } => {
+                DimensionKind::Choice { n } => {
                     let cur = argmax(&x[off..off + n]);
                     moves.push(
                         (0..n)
@@ -412,12 +418,12 @@ fn unit_to_int(u: f64, low: i64, high: i64) -> i64 {
 mod tests {
     use super::*;
 
-    fn space() -> SearchSpace {
-        SearchSpace::new(vec![
-            Parameter::float("x", -2.0, 3.0),
-            Parameter::log_float("lr", 1e-5, 1e-1),
-            Parameter::int("layers", 1, 4),
-            Parameter::choice("loss", 3),
+    fn space() -> Domain {
+        Domain::new(vec![
+            Dimension::float("x", -2.0, 3.0),
+            Dimension::log_float("lr", 1e-5, 1e-1),
+            Dimension::int("layers", 1, 4),
+            Dimension::choice("loss", 3),
         ])
         .unwrap()
     }
@@ -453,7 +459,7 @@ mod tests {
 
     #[test]
     fn ints_round_to_bins_and_cover_the_range() {
-        let s = SearchSpace::new(vec![Parameter::int("n", -3, 3)]).unwrap();
+        let s = Domain::new(vec![Dimension::int("n", -3, 3)]).unwrap();
         let mut seen = Vec::new();
         for i in 0..=100 {
             match s.decode(&[i as f64 / 100.0])[0] {
@@ -475,7 +481,7 @@ mod tests {
 
     #[test]
     fn choice_snaps_to_one_hot() {
-        let s = SearchSpace::new(vec![Parameter::choice("c", 4)]).unwrap();
+        let s = Domain::new(vec![Dimension::choice("c", 4)]).unwrap();
         let mut x = vec![0.2, 0.7, 0.69, 0.1];
         s.snap(&mut x);
         assert_eq!(x, vec![0.0, 1.0, 0.0, 0.0]);
@@ -486,26 +492,24 @@ mod tests {
     #[test]
     fn invalid_spaces_are_errors() {
         assert!(matches!(
-            SearchSpace::new(vec![]),
+            Domain::new(vec![]),
             Err(OptimizerError::EmptySpace)
         ));
-        assert!(SearchSpace::new(vec![Parameter::float("a", 1.0, 1.0)]).is_err());
-        assert!(SearchSpace::new(vec![Parameter::float("a", 0.0, f64::INFINITY)]).is_err());
-        assert!(SearchSpace::new(vec![Parameter::float("a", f64::NAN, 1.0)]).is_err());
-        assert!(SearchSpace::new(vec![Parameter::log_float("a", 0.0, 1.0)]).is_err());
-        assert!(SearchSpace::new(vec![Parameter::int("a", 2, 1)]).is_err());
-        assert!(SearchSpace::new(vec![Parameter::choice("a", 0)]).is_err());
-        assert!(
-            SearchSpace::new(vec![Parameter::int("a", 0, 1), Parameter::int("a", 0, 1)]).is_err()
-        );
+        assert!(Domain::new(vec![Dimension::float("a", 1.0, 1.0)]).is_err());
+        assert!(Domain::new(vec![Dimension::float("a", 0.0, f64::INFINITY)]).is_err());
+        assert!(Domain::new(vec![Dimension::float("a", f64::NAN, 1.0)]).is_err());
+        assert!(Domain::new(vec![Dimension::log_float("a", 0.0, 1.0)]).is_err());
+        assert!(Domain::new(vec![Dimension::int("a", 2, 1)]).is_err());
+        assert!(Domain::new(vec![Dimension::choice("a", 0)]).is_err());
+        assert!(Domain::new(vec![Dimension::int("a", 0, 1), Dimension::int("a", 0, 1)]).is_err());
     }
 
     #[test]
     fn enormous_bounds_do_not_overflow() {
-        let s = SearchSpace::new(vec![
-            Parameter::float("wide", -1e308, 1e308),
-            Parameter::log_float("ratio", 1e-300, 1e300),
-            Parameter::int("all", i64::MIN, i64::MAX),
+        let s = Domain::new(vec![
+            Dimension::float("wide", -1e308, 1e308),
+            Dimension::log_float("ratio", 1e-300, 1e300),
+            Dimension::int("all", i64::MIN, i64::MAX),
         ])
         .unwrap();
         for u in [0.0, 0.25, 0.5, 1.0] {

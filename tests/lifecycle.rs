@@ -7,12 +7,15 @@ use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-const WORKER: &str = env!("CARGO_BIN_EXE_metricbench-worker");
+/// The worker binary built beside the coordinator (scripts/test.sh builds the whole workspace first).
+fn worker() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_metricbench")).with_file_name("metricbench-worker")
+}
 
 /// A config root: the shipped configs, with small models/data and the given file overrides
 /// (`category` -> YAML written as that category's `default.yaml`).
 fn config_root(dir: &Path, replace: &[(&str, &str)]) -> PathBuf {
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
     let root = dir.join("configs");
     for entry in std::fs::read_dir(&shipped).unwrap() {
         let entry = entry.unwrap();
@@ -54,7 +57,7 @@ fn args(root_exp: &Path, configs: &Path, name: &str, extra: &str) -> RunArgs {
         "--root_config_folder".into(),
         configs.to_string_lossy().into_owned(),
         "--worker_command".into(),
-        format!("[{WORKER}]"),
+        format!("[{}]", worker().display()),
     ];
     tokens.extend(extra.split_whitespace().map(String::from));
     RunArgs::from_tokens(&tokens).unwrap()
@@ -157,7 +160,7 @@ fn resume_after_stop_or_split_run_matches_an_uninterrupted_run() {
         "config": metricbench::config::yaml_to_json(&serde_yaml::Value::Mapping(merged.combined())).unwrap(),
         "resume": null, "splits_to_eval": ["val"]
     });
-    let mut child = Command::new(WORKER)
+    let mut child = Command::new(worker())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
