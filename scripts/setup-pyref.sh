@@ -20,10 +20,11 @@ PYREF="$METRICBENCH_CACHE/pyref"
 PACKAGES=(
     numpy
     pillow
-    scipy
-    torchvision
     pretrainedmodels
     safetensors
+    scipy
+    six
+    torchvision
 )
 CONSTRAINTS="torch==2.13.0"
 

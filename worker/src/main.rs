@@ -9,6 +9,7 @@ mod distances;
 mod errors;
 mod eval_cli;
 mod events;
+mod input_convention;
 mod losses;
 mod miners;
 mod models;

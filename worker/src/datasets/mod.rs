@@ -2,8 +2,10 @@
 //! sample indices into an input batch; the trainer and tester need nothing else, so image folders,
 //! feature files and the embedded Synthetic data plug in the same way.
 
+mod listing;
 mod synthetic;
 
+pub use listing::ImageListing;
 pub use synthetic::Synthetic;
 
 use crate::errors::config_error;
