@@ -15,6 +15,7 @@ mod losses;
 mod miners;
 mod models;
 mod npy;
+mod numerics;
 mod optimizers;
 #[cfg(test)]
 mod parity_tests;
@@ -31,6 +32,7 @@ mod splits;
 mod tensorboard;
 mod testers;
 mod trainers;
+mod tuples;
 
 use errors::kind_of;
 use events::{emit, listen_for_commands, StopFlag};

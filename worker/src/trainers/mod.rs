@@ -10,11 +10,12 @@ mod train_with_classifier;
 
 use crate::errors::config_error;
 use crate::losses::pipeline::LossPipeline;
-use crate::losses::{BuildContext, IndicesTuple};
+use crate::losses::BuildContext;
 use crate::models::{self, Model};
 use crate::optimizers::{trainable, Optimizer};
 use crate::reducers::Stats;
 use crate::spec::{unknown_class, Config};
+use crate::tuples::IndicesTuple;
 use anyhow::Result;
 use rand_chacha::ChaCha8Rng;
 use std::cell::RefCell;
