@@ -2,7 +2,7 @@
 //! frozen configs and store, and the preparation of each trial's folder and job.
 
 use super::storage::{self, StudyStore, TrialRecord};
-use super::tune_args::TuneArgs;
+use super::tune_args::{show_flag, TuneArgs};
 use crate::cli_values::CliValue;
 use crate::config::{self, Merged};
 use crate::executor::{self, Executor, JobSpec, LocalExecutor};
@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 /// Everything a running study needs.
 pub struct Study {
     pub args: TuneArgs,
+    /// Trials the study runs in all (`--bayes_opt_iters`, or the count it was saved with).
+    pub iterations: u64,
     /// `<root_experiment_folder>/<experiment_name>`.
     pub folder: PathBuf,
     /// The study's configs, with the search parameters still unresolved.
@@ -112,9 +114,103 @@ pub fn clear_trial_folder(folder: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The store's key for the study's flags (JSON object: flag name -> value as given).
+const SAVED_FLAGS: &str = "tune_flags";
+
+/// Saves the study flags in effect (the last value of each), for a resume by folder.
+fn save_flags(store: &StudyStore, flags: &[CliValue]) -> Result<()> {
+    let mut saved = serde_json::Map::new();
+    for cv in flags {
+        saved.insert(cv.key.clone(), config::yaml_to_json(&cv.value)?);
+    }
+    store.set_meta(SAVED_FLAGS, &serde_json::to_string(&saved)?)
+}
+
+/// A resumed study's flags: the saved ones, except those the command line gives again. Checks a
+/// new `--bayes_opt_iters` against the trials that exist, and says where each flag came from.
+fn with_saved_flags(args: TuneArgs, store: &StudyStore, folder: &Path) -> Result<TuneArgs> {
+    let saved: Vec<CliValue> = match store.get_meta(SAVED_FLAGS)? {
+        Some(text) => {
+            let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
+                .with_context(|| {
+                    format!(
+                        "{}: the saved flags are not a JSON object",
+                        folder.display()
+                    )
+                })?;
+            map.into_iter()
+                .map(|(key, value)| CliValue {
+                    key,
+                    value: config::json_to_yaml(&value),
+                })
+                .collect()
+        }
+        // A study made before flags were saved: the command line must say everything.
+        None => Vec::new(),
+    };
+    let given: Vec<&str> = args.flags.iter().map(|cv| cv.key.as_str()).collect();
+    let kept: Vec<CliValue> = saved
+        .iter()
+        .filter(|cv| !given.contains(&cv.key.as_str()))
+        .cloned()
+        .collect();
+    let stored_iterations = saved
+        .iter()
+        .find(|cv| cv.key == "bayes_opt_iters")
+        .and_then(|cv| cv.value.as_u64());
+    let trials = store.trials()?.len() as u64;
+    let mut notes = Vec::new();
+    if let Some(n) = args.iterations {
+        if n < trials {
+            bail!(
+                "--bayes_opt_iters {n} is smaller than the {trials} trials this study already has \
+                 in {}; give at least {trials}, or leave it out to keep the study's {}",
+                folder.display(),
+                stored_iterations.map_or("count".to_string(), |s| s.to_string())
+            );
+        }
+        match stored_iterations {
+            Some(stored) if n > stored => {
+                notes.push(format!("extending the study from {stored} to {n} trials"))
+            }
+            Some(stored) if n < stored => notes.push(format!(
+                "the study now ends after {n} trials instead of {stored}"
+            )),
+            _ => {}
+        }
+    }
+    let from_saved: Vec<String> = kept.iter().map(show_flag).collect();
+    let from_command_line: Vec<String> = args
+        .flags
+        .iter()
+        .chain(&args.common.overrides)
+        .map(show_flag)
+        .collect();
+    let list = |flags: &[String]| {
+        if flags.is_empty() {
+            "(none)".to_string()
+        } else {
+            flags.join(" ")
+        }
+    };
+    eprintln!(
+        "resuming the study in {}\n  flags from the saved study: {}\n  flags from the command \
+         line: {}",
+        folder.display(),
+        list(&from_saved),
+        list(&from_command_line)
+    );
+    for note in notes {
+        eprintln!("  {note}");
+    }
+    let mut flags = kept;
+    flags.extend(args.flags.iter().cloned());
+    TuneArgs::with_flags(args.common, flags)
+}
+
 impl Study {
     /// Opens an existing study (resume) or creates a new one.
-    pub fn open(args: TuneArgs) -> Result<(Study, StudyLock)> {
+    pub fn open(mut args: TuneArgs) -> Result<(Study, StudyLock)> {
         experiment::validate_name(&args.experiment_name)?;
         let root = &args.root_experiment_folder;
         if !root.is_dir() {
@@ -135,6 +231,9 @@ impl Study {
         let folder = root.join(&args.experiment_name);
         let db_path = folder.join("study.db");
         let resuming = db_path.is_file();
+        if !resuming {
+            args.require_iterations()?;
+        }
         if !resuming && folder.exists() {
             let foreign = std::fs::read_dir(&folder)
                 .with_context(|| format!("cannot list {}", folder.display()))?
@@ -166,6 +265,7 @@ impl Study {
                     );
                 }
             }
+            args = with_saved_flags(args, &store, &folder)?;
             let saved = experiment::load_saved_configs(&folder)?;
             let merged = apply_overrides(&saved, &args.common.overrides)?;
             let diffs = experiment::config_diffs(&saved, &merged);
@@ -215,6 +315,8 @@ impl Study {
             Some(_) => {}
             None => store.set_meta("parameters", &names)?,
         }
+        save_flags(&store, &args.flags)?;
+        let iterations = args.require_iterations()?;
         let combined = merged.combined();
         let executor = Box::new(LocalExecutor::new(executor::worker_argv(
             combined.get("worker_command"),
@@ -223,6 +325,7 @@ impl Study {
             primary_metric: primary_metric(&combined),
             splits_to_eval: crate::run::splits_to_eval(&combined)?,
             args,
+            iterations,
             folder,
             merged,
             space,

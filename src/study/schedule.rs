@@ -45,7 +45,7 @@ impl Schedule {
             sampler,
             to_resume,
             next_index: existing.iter().map(|t| t.index + 1).max().unwrap_or(0),
-            total: study.args.iterations.max(existing.len() as u64),
+            total: study.iterations.max(existing.len() as u64),
         })
     }
 

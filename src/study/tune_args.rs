@@ -15,8 +15,9 @@ pub struct TuneArgs {
     pub root_experiment_folder: PathBuf,
     pub dataset_root: PathBuf,
     pub common: CommonArgs,
-    /// Number of trials of the search (`--bayes_opt_iters`).
-    pub iterations: u64,
+    /// Number of trials of the search (`--bayes_opt_iters`); `None` when not given, then a resumed
+    /// study keeps the count it was started with.
+    pub iterations: Option<u64>,
     /// Workers kept busy at once (`--parallel`).
     pub parallel: usize,
     /// Retrainings of the best trial (`--reproductions`).
@@ -27,6 +28,17 @@ pub struct TuneArgs {
     pub prune_warmup: usize,
     /// A trial running longer is killed and failed (`--trial_timeout SECS`).
     pub trial_timeout: Option<Duration>,
+    /// The study's flags as given (aliases under their main name, `--dataset_root` included when
+    /// given), in order: what a study saves, and what a resumed study's saved flags are merged with.
+    pub flags: Vec<CliValue>,
+}
+
+/// The main name of a flag with an alias.
+fn main_name(key: &str) -> &str {
+    match key {
+        "bayesian_optimization_n_iter" => "bayes_opt_iters",
+        other => other,
+    }
 }
 
 fn positive_int(cv: &CliValue) -> Result<u64> {
@@ -56,18 +68,38 @@ fn non_negative_int(cv: &CliValue) -> Result<u64> {
 impl TuneArgs {
     pub fn from_tokens(tokens: &[String]) -> Result<TuneArgs> {
         let common = CommonArgs::from_tokens(tokens)?;
+        let mut flags: Vec<CliValue> = common
+            .tool_flags
+            .iter()
+            .map(|cv| CliValue {
+                key: main_name(&cv.key).to_string(),
+                value: cv.value.clone(),
+            })
+            .collect();
+        if tokens.iter().any(|t| t == "--dataset_root") {
+            flags.push(CliValue {
+                key: "dataset_root".into(),
+                value: Value::String(common.dataset_root.to_string_lossy().into_owned()),
+            });
+        }
+        TuneArgs::with_flags(common, flags)
+    }
+
+    /// The command line `common` with the study flags `flags` (a later flag wins over an earlier
+    /// one of the same name).
+    pub fn with_flags(common: CommonArgs, flags: Vec<CliValue>) -> Result<TuneArgs> {
         let experiment_name = common.require_experiment_name()?.to_string();
+        let mut dataset_root = common.dataset_root.clone();
         let mut iterations = None;
         let mut parallel = 1;
         let mut reproductions = 0;
         let mut prune = false;
         let mut prune_warmup = 1;
         let mut trial_timeout = None;
-        for cv in &common.tool_flags {
+        for cv in &flags {
             match cv.key.as_str() {
-                "bayes_opt_iters" | "bayesian_optimization_n_iter" => {
-                    iterations = Some(positive_int(cv)?)
-                }
+                "bayes_opt_iters" => iterations = Some(positive_int(cv)?),
+                "dataset_root" => dataset_root = as_string(cv)?.into(),
                 "parallel" => parallel = positive_int(cv)? as usize,
                 "reproductions" => reproductions = non_negative_int(cv)? as usize,
                 "prune" => match as_string(cv)?.as_str() {
@@ -88,12 +120,10 @@ impl TuneArgs {
                 other => bail!("--{other} cannot be used with `metricbench tune`"),
             }
         }
-        let iterations = iterations
-            .context("--bayes_opt_iters N is required: the number of trials of the search")?;
         Ok(TuneArgs {
             experiment_name,
             root_experiment_folder: common.root_experiment_folder.clone(),
-            dataset_root: common.dataset_root.clone(),
+            dataset_root,
             common,
             iterations,
             parallel,
@@ -101,6 +131,24 @@ impl TuneArgs {
             prune,
             prune_warmup,
             trial_timeout,
+            flags,
         })
     }
+
+    /// `--bayes_opt_iters`, which a new study needs.
+    pub fn require_iterations(&self) -> Result<u64> {
+        self.iterations
+            .context("--bayes_opt_iters N is required: the number of trials of the search")
+    }
+}
+
+/// `--KEY VALUE` as typed (a string as is, anything else as YAML flow), for messages.
+pub fn show_flag(cv: &CliValue) -> String {
+    let value = match &cv.value {
+        Value::String(s) => s.clone(),
+        other => crate::config::yaml_to_json(other)
+            .map(|j| j.to_string())
+            .unwrap_or_else(|_| format!("{other:?}")),
+    };
+    format!("--{} {value}", cv.key)
 }
