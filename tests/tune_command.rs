@@ -618,3 +618,43 @@ fn a_study_resumes_by_folder_and_can_be_extended_but_not_shrunk() {
     assert!(again.contains("--bayes_opt_iters 7"), "{again}");
     assert_eq!(count().len(), 7);
 }
+
+#[test]
+fn trials_csv_names_the_objective_as_the_worker_reported_it() {
+    let dir = tempfile::tempdir().unwrap();
+    succeeds(&mut tune_command(
+        dir.path(),
+        "named",
+        &[
+            "--bayes_opt_iters",
+            "2",
+            "--num_epochs_train",
+            "1",
+            "--num_training_sets",
+            "1",
+            "--example_objective_metric",
+            "plugin_score",
+        ],
+    ));
+    let study = dir.path().join("named");
+    let rows = csv_rows(&study.join("trials.csv"));
+    assert_eq!(rows.len(), 2);
+    for row in &rows {
+        assert!(row.contains_key("plugin_score"), "{row:?}");
+        assert!(row.contains_key("SEM_plugin_score"), "{row:?}");
+        assert!(!row.contains_key("mean_average_precision_at_r"), "{row:?}");
+        assert!(row["plugin_score"].parse::<f64>().is_ok(), "{row:?}");
+    }
+    let report: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(study.join("report.yaml")).unwrap()).unwrap();
+    assert_eq!(report["objective"]["metric"].as_str(), Some("plugin_score"));
+    let source = report["objective"]["metric_source"].as_str().unwrap();
+    assert!(source.contains("the worker reported"), "{source}");
+    let best: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(study.join("best_parameters.yaml")).unwrap())
+            .unwrap();
+    assert!(
+        best["best_values"]["plugin_score"]["mean"].is_f64(),
+        "{best:?}"
+    );
+}

@@ -1,7 +1,7 @@
 //! How trials end, kept in the store (one transaction each) and told to the sampler; and the tally
 //! that stops a study whose first trials all fail.
 
-use super::folder::Study;
+use super::folder::{Study, REPORTED_METRIC};
 use super::schedule::Schedule;
 use super::storage::{TrialEnd, TrialRecord, TrialState};
 use crate::executor::JobOutcome;
@@ -93,6 +93,12 @@ pub fn record_end(
     };
     let text = match outcome {
         Ok(outcome) => {
+            remember_metric_name(study, &outcome.objective.metric)?;
+            let metric_name = if outcome.objective.metric.is_empty() {
+                study.primary_metric.clone()
+            } else {
+                outcome.objective.metric.clone()
+            };
             let folds = serde_json::to_value(&outcome.folds)?;
             match outcome.objective.mean.filter(|m| m.is_finite()) {
                 Some(mean) => {
@@ -121,7 +127,7 @@ pub fn record_end(
                     return Ok(format!(
                         "trial {index} {}: {} = {mean:.4}{}",
                         state.as_str(),
-                        study.primary_metric,
+                        metric_name,
                         outcome
                             .objective
                             .sem
@@ -144,6 +150,18 @@ pub fn record_end(
     schedule.observe(&record.parameters, None);
     tally.failed(&text);
     Ok(format!("trial {index} failed: {text}"))
+}
+
+/// Keeps the name under which the worker reported its objective (a plugin may name its own
+/// metric), so the study's tables use it rather than the config's.
+fn remember_metric_name(study: &Study, reported: &str) -> Result<()> {
+    if reported.is_empty() {
+        return Ok(());
+    }
+    if study.store.get_meta(REPORTED_METRIC)?.as_deref() != Some(reported) {
+        study.store.set_meta(REPORTED_METRIC, reported)?;
+    }
+    Ok(())
 }
 
 /// Records a trial that failed before its job started (its folder or job could not be written);

@@ -114,6 +114,16 @@ pub fn clear_trial_folder(folder: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The store's key for the objective's name as the workers reported it (`objective.metric`).
+pub const REPORTED_METRIC: &str = "objective_metric";
+
+/// The name of the study's objective: what the workers reported, else the config's metric.
+pub fn objective_metric(store: &StudyStore, config_metric: &str) -> Result<String> {
+    Ok(store
+        .get_meta(REPORTED_METRIC)?
+        .unwrap_or_else(|| config_metric.to_string()))
+}
+
 /// The store's key for the study's flags (JSON object: flag name -> value as given).
 const SAVED_FLAGS: &str = "tune_flags";
 
@@ -333,6 +343,11 @@ impl Study {
             executor,
         };
         Ok((study, lock))
+    }
+
+    /// The objective's name for tables and reports (see [`objective_metric`]).
+    pub fn objective_metric(&self) -> Result<String> {
+        objective_metric(&self.store, &self.primary_metric)
     }
 
     pub fn trial_folder(&self, name: &str) -> PathBuf {

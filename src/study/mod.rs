@@ -37,7 +37,7 @@ pub use tune_args::TuneArgs;
 use crate::experiment;
 use crate::search_space::SearchSpace;
 use anyhow::{bail, Context, Result};
-use folder::{primary_metric, Study};
+use folder::{objective_metric, primary_metric, Study};
 use std::path::Path;
 use storage::{StudyStore, TrialRecord};
 
@@ -64,7 +64,7 @@ pub fn report_command(path: &Path) -> Result<()> {
     let merged = experiment::load_saved_configs(path)?;
     let space = SearchSpace::from_merged(&merged)?;
     let combined = merged.combined();
-    let metric = primary_metric(&combined);
+    let metric = objective_metric(&store, &primary_metric(&combined))?;
     let trials = store.trials()?;
     report::write_trial_files(path, &space, &trials, &metric)?;
     let name = store.get_meta("experiment_name")?.unwrap_or_else(|| {
@@ -90,7 +90,8 @@ pub fn tune(args: TuneArgs) -> Result<StudySummary> {
         .context("cannot start the async runtime")?;
     runtime.block_on(search::search(&study))?;
     let trials = study.store.trials()?;
-    report::write_trial_files(&study.folder, &study.space, &trials, &study.primary_metric)?;
+    let metric = study.objective_metric()?;
+    report::write_trial_files(&study.folder, &study.space, &trials, &metric)?;
     let best = report::best_trial(&trials);
     let Some(best) = best else {
         let first_error = trials
@@ -109,7 +110,7 @@ pub fn tune(args: TuneArgs) -> Result<StudySummary> {
         &study.args.experiment_name,
         &study.space,
         &trials,
-        &study.primary_metric,
+        &metric,
         Some(&test_report),
     )?;
     println!(
@@ -117,7 +118,7 @@ pub fn tune(args: TuneArgs) -> Result<StudySummary> {
         report::summary_table(
             &study.args.experiment_name,
             &trials,
-            &study.primary_metric,
+            &metric,
             Some(&test_report)
         )
     );

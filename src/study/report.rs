@@ -2,7 +2,7 @@
 //! search the best trial's test evaluation (per fold and the concatenated ensemble), its
 //! reproductions, and `report.yaml` with test metrics as mean and 95% confidence interval.
 
-use super::folder::{clear_trial_folder, has_checkpoint, Study};
+use super::folder::{clear_trial_folder, has_checkpoint, Study, REPORTED_METRIC};
 use super::storage::{TrialRecord, TrialState};
 use crate::config::json_to_yaml;
 use crate::experiment;
@@ -402,6 +402,12 @@ pub(super) async fn test_best(study: &Study, best: &TrialRecord) -> Result<TestR
 }
 
 fn write_report(study: &Study, best: &TrialRecord, report: &TestReport) -> Result<()> {
+    let reported = study.store.get_meta(REPORTED_METRIC)?;
+    let source = match &reported {
+        Some(_) => "the name the worker reported with its result (objective.metric)",
+        None => "the config's eval_metric_for_best_epoch (no worker reported a name)",
+    };
+    let metric = reported.unwrap_or_else(|| study.primary_metric.clone());
     let summary: Map<String, Value> = report
         .summary
         .iter()
@@ -427,7 +433,8 @@ fn write_report(study: &Study, best: &TrialRecord, report: &TestReport) -> Resul
         "best_trial": best.name,
         "best_parameters": Value::Object(best.parameters.clone()),
         "objective": {
-            "metric": study.primary_metric,
+            "metric": metric,
+            "metric_source": source,
             "mean": best.objective_mean,
             "SEM": best.objective_sem,
         },

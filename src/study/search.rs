@@ -152,13 +152,18 @@ pub async fn search(study: &Study) -> Result<()> {
                 )?;
                 progress.say(line);
                 if let Some(best) = tally.best() {
-                    progress.set_best(&study.primary_metric, best);
+                    progress.set_best(&study.objective_metric()?, best);
                 }
                 // trials.csv and best_parameters.yaml are views of study.db (rewritten in full at the
                 // end); refreshing them at most once a second keeps fast trials from paying for it.
                 if last_files_write.elapsed() >= Duration::from_secs(1) {
                     let trials = store.trials()?;
-                    report::write_trial_files(&study.folder, &study.space, &trials, &study.primary_metric)?;
+                    report::write_trial_files(
+                        &study.folder,
+                        &study.space,
+                        &trials,
+                        &study.objective_metric()?,
+                    )?;
                     last_files_write = Instant::now();
                 }
                 if let Some(why) = tally.give_up() {
