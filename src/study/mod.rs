@@ -1,4 +1,4 @@
-//! Tuning studies (SPEC §5.2–§5.4): `metricbench tune`.
+//! Tuning studies: `metricbench tune` (see docs/tuning.md).
 //!
 //! The study folder `<root>/<name>/` holds the frozen configs, `study.db` (the single source of truth,
 //! see [`storage`]), one experiment folder per trial (`<name><i>/`), `trials.csv`,
