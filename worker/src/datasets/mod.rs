@@ -2,18 +2,27 @@
 //! sample indices into an input batch; the trainer and tester need nothing else, so image folders,
 //! feature files and the embedded Synthetic data plug in the same way.
 
+mod image_dataset;
+mod image_folder;
 mod listing;
+mod prefetch;
 mod synthetic;
 
+pub use image_dataset::ImageDataset;
 pub use listing::ImageListing;
+pub use prefetch::{with_batches, BatchRequest};
 pub use synthetic::Synthetic;
 
 use crate::errors::config_error;
+use crate::images::ImagePipeline;
+use crate::input_convention::InputConvention;
 use crate::spec::{unknown_class, Spec};
 use anyhow::Result;
+use std::path::{Path, PathBuf};
 use tch::Tensor;
 
-pub trait Dataset: Send {
+/// `Sync` because prefetching workers build batches of one dataset on several threads.
+pub trait Dataset: Send + Sync {
     /// Number of samples.
     fn len(&self) -> usize;
 
@@ -30,22 +39,86 @@ pub trait Dataset: Send {
     /// `train` selects training-time augmentation where the dataset has any.
     fn batch(&self, indices: &[usize], train: bool) -> Result<Tensor>;
 
+    /// As `batch`, with random augmentation derived from `draw` (and the dataset's seed), so the
+    /// same draw gives the same batch whichever thread builds it. Datasets without augmentation
+    /// ignore it.
+    fn draw_batch(&self, indices: &[usize], train: bool, draw: u64) -> Result<Tensor> {
+        let _ = draw;
+        self.batch(indices, train)
+    }
+
     /// The dataset's own split (for `special_split_scheme_name: predefined`), if it has one.
     fn predefined_splits(&self) -> Option<Vec<(String, Vec<usize>)>> {
         None
     }
 }
 
-pub const DATASETS: [&str; 1] = ["Synthetic"];
+pub const DATASETS: [&str; 2] = ["ImageFolder", "Synthetic"];
+
+/// What building a dataset needs besides its own spec.
+pub struct BuildOptions<'a> {
+    /// The config's `transforms: {train, eval}` (image datasets only).
+    pub transforms: Option<&'a serde_json::Value>,
+    /// How the trunk wants its image input.
+    pub convention: InputConvention,
+    /// Default `root` of image datasets (`--dataset_root`).
+    pub dataset_root: PathBuf,
+    /// The run's seed, which augmentation randomness derives from.
+    pub seed: u64,
+    /// Threads for work done when a dataset opens.
+    pub workers: usize,
+}
+
+impl BuildOptions<'_> {
+    /// Options for feature datasets, which need none of them.
+    #[cfg(test)]
+    pub fn features_only() -> BuildOptions<'static> {
+        BuildOptions {
+            transforms: None,
+            convention: InputConvention::IMAGENET,
+            dataset_root: PathBuf::from("datasets"),
+            seed: 0,
+            workers: 1,
+        }
+    }
+
+    /// The dataset's `root` kwarg, defaulting to the dataset root.
+    fn root(&self, spec: &mut Spec) -> Result<PathBuf> {
+        let root = spec.string("root", "<dataset_root>")?;
+        Ok(if root == "<dataset_root>" {
+            self.dataset_root.clone()
+        } else {
+            Path::new(&root).to_path_buf()
+        })
+    }
+
+    fn images(&self, listing: ImageListing) -> Result<Box<dyn Dataset>> {
+        let pipeline = ImagePipeline::from_config(self.transforms, self.convention, self.seed)?;
+        Ok(Box::new(ImageDataset::open(
+            listing,
+            pipeline,
+            self.workers,
+        )?))
+    }
+}
 
 /// Builds the dataset named by the config's `dataset: {Name: kwargs}`.
-pub fn build(value: &serde_json::Value) -> Result<Box<dyn Dataset>> {
+pub fn build(value: &serde_json::Value, options: &BuildOptions) -> Result<Box<dyn Dataset>> {
     let mut spec = Spec::parse("dataset", value)?;
     let dataset: Box<dyn Dataset> = match spec.class.as_str() {
-        "Synthetic" => Box::new(Synthetic::from_spec(&mut spec)?),
+        "Synthetic" => {
+            let dataset = Synthetic::from_spec(&mut spec)?;
+            spec.finish()?;
+            Box::new(dataset)
+        }
+        "ImageFolder" => {
+            let root = options.root(&mut spec)?;
+            // Kwargs are checked before the folder is listed, which can take a while.
+            spec.finish()?;
+            options.images(image_folder::list("ImageFolder", &root)?)?
+        }
         other => return Err(unknown_class("dataset", other, &DATASETS)),
     };
-    spec.finish()?;
     if dataset.len() == 0 {
         return Err(config_error("the dataset has no samples"));
     }
