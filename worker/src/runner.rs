@@ -262,7 +262,8 @@ fn prepare(job: &Job) -> Result<Prepared<'_>> {
     trainers::method_name(&cfg)?;
     let device = parse_device(cfg.str("device", "auto")?)?;
     tch::manual_seed(settings.seed as i64);
-    let dataset = datasets::build(cfg.require("dataset")?)?;
+    let dataset_root = PathBuf::from(cfg.str("dataset_root", "datasets")?);
+    let dataset = datasets::build(cfg.require("dataset")?, &dataset_root)?;
     if settings.label_level >= dataset.label_levels() {
         return Err(config_error(format!(
             "label_hierarchy_level is {}, but the dataset has {} label level(s)",
@@ -649,7 +650,8 @@ mod tests {
             cfg[k] = v.clone();
         }
         let config = Config(&cfg);
-        let dataset = datasets::build(config.require("dataset").unwrap()).unwrap();
+        let dataset =
+            datasets::build(config.require("dataset").unwrap(), Path::new("datasets")).unwrap();
         let labels = dataset.labels(0).to_vec();
         let schemes = split_schemes(&config, dataset.as_ref(), &labels).unwrap();
         let test0 = schemes[0].split("test").map(<[usize]>::to_vec);
@@ -742,7 +744,8 @@ mod tests {
                 cfg[k] = v.clone();
             }
             let config = Config(&cfg);
-            let dataset = datasets::build(config.require("dataset").unwrap()).unwrap();
+            let dataset =
+                datasets::build(config.require("dataset").unwrap(), Path::new("datasets")).unwrap();
             let labels = dataset.labels(0).to_vec();
             split_schemes(&config, dataset.as_ref(), &labels)
                 .unwrap_err()

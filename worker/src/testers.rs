@@ -475,9 +475,12 @@ mod tests {
     /// reference mode must equal `get_accuracy` on the embeddings the tester computes.
     #[test]
     fn evaluate_splits_wires_reference_modes_and_testers() {
-        let dataset = crate::datasets::build(&json!({"Synthetic": {
+        let dataset = crate::datasets::build(
+            &json!({"Synthetic": {
             "num_classes": 8, "samples_per_class": 10, "input_dim": 16, "seed": 3,
-            "classes_per_super_class": 4}}))
+            "classes_per_super_class": 4}}),
+            std::path::Path::new("datasets"),
+        )
         .unwrap();
         let dataset = dataset.as_ref();
         let trunk =

@@ -2,15 +2,30 @@
 //! sample indices into an input batch; the trainer and tester need nothing else, so image folders,
 //! feature files and the embedded Synthetic data plug in the same way.
 
+pub mod cars196;
+pub mod cub200;
+pub mod download;
+mod features;
+mod layout;
 mod listing;
+pub mod matfile;
+pub mod stanford_online_products;
+mod summary;
 mod synthetic;
+#[cfg(test)]
+mod test_python;
 
+pub use features::Features;
+#[allow(unused_imports)] // The seam to the image pipeline, which lands in a parallel branch.
 pub use listing::ImageListing;
+#[allow(unused_imports)] // The image pipeline prints these when it opens a listing.
+pub use summary::{count_warning, summary};
 pub use synthetic::Synthetic;
 
 use crate::errors::config_error;
 use crate::spec::{unknown_class, Spec};
 use anyhow::Result;
+use std::path::Path;
 use tch::Tensor;
 
 pub trait Dataset: Send {
@@ -36,13 +51,15 @@ pub trait Dataset: Send {
     }
 }
 
-pub const DATASETS: [&str; 1] = ["Synthetic"];
+pub const DATASETS: [&str; 2] = ["Synthetic", "Features"];
 
-/// Builds the dataset named by the config's `dataset: {Name: kwargs}`.
-pub fn build(value: &serde_json::Value) -> Result<Box<dyn Dataset>> {
+/// Builds the dataset named by the config's `dataset: {Name: kwargs}`. Datasets read from disk
+/// look under their `root` kwarg, which defaults to `dataset_root` (the run's `--dataset_root`).
+pub fn build(value: &serde_json::Value, dataset_root: &Path) -> Result<Box<dyn Dataset>> {
     let mut spec = Spec::parse("dataset", value)?;
     let dataset: Box<dyn Dataset> = match spec.class.as_str() {
         "Synthetic" => Box::new(Synthetic::from_spec(&mut spec)?),
+        "Features" => Box::new(Features::from_spec(&mut spec, dataset_root)?),
         other => return Err(unknown_class("dataset", other, &DATASETS)),
     };
     spec.finish()?;
