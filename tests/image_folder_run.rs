@@ -93,7 +93,7 @@ fn run_trains_on_an_image_folder() {
     let all = text(&out);
     assert!(out.status.success(), "{all}");
     assert!(
-        all.contains("dataset ImageFolder: 80 images, 8 classes (smallest 10, largest 10 images), 16x16 inputs"),
+        all.contains("ImageFolder: 80 images, 8 classes (smallest: label 0 with 10 images, largest: label 0 with 10 images); 16x16 inputs in the imagenet convention"),
         "{all}"
     );
     assert!(all.contains("epoch 2 val:"), "{all}");

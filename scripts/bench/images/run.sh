@@ -7,15 +7,16 @@
 #
 #   scripts/bench/images/run.sh [COUNT] [BATCHES] [REPEATS]
 #
-# Needs a release build of the worker (cargo build --release -p metricbench-worker, with
-# CARGO_TARGET_DIR set if you use one) and the reference Python (scripts/setup-pyref.sh).
+# Needs a build of the worker (cargo build --release -p metricbench-worker, with CARGO_TARGET_DIR
+# set if you use one; PROFILE=debug for the everyday build, whose image code is optimised too) and
+# the reference Python (scripts/setup-pyref.sh).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$here/../../.."
 COUNT=${1:-3000} BATCHES=${2:-40} REPEATS=${3:-3} BATCH=32
 py=${PYTHON:-$("$root/scripts/setup-pyref.sh" | tail -n 1)}
 target=${CARGO_TARGET_DIR:-$root/target}
-worker="$target/release/metricbench-worker"
+worker="$target/${PROFILE:-release}/metricbench-worker"
 data=${DATA:-/tmp/imagebench_$COUNT}
 [ -d "$data" ] || "$py" "$here/gen_images.py" "$data" "$COUNT"
 out=$(mktemp -d)

@@ -118,23 +118,12 @@ impl ImageDataset {
         Ok(dataset)
     }
 
-    /// One line: images, classes, smallest and largest class, output size.
+    /// One line: images, classes, smallest and largest class, label levels, input size.
     pub fn summary(&self) -> String {
-        let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
-        for &l in &self.listing.labels[0] {
-            *counts.entry(l).or_default() += 1;
-        }
-        let smallest = counts.values().min().copied().unwrap_or(0);
-        let largest = counts.values().max().copied().unwrap_or(0);
         let (h, w) = self.pipeline.size;
         format!(
-            "dataset {}: {} images, {} classes (smallest {smallest}, largest {largest} images), \
-             {}x{} inputs in the {} convention",
-            self.listing.name,
-            self.listing.files.len(),
-            counts.len(),
-            h,
-            w,
+            "{}; {h}x{w} inputs in the {} convention",
+            super::summary(&self.listing),
             self.pipeline.convention.name
         )
     }

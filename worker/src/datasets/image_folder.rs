@@ -67,7 +67,7 @@ pub fn list(name: &str, root: &Path) -> Result<ImageListing> {
     }
     let mut files = Vec::new();
     let mut labels = Vec::new();
-    for (label, (class, dir)) in classes.iter().enumerate() {
+    for (label, (_, dir)) in classes.iter().enumerate() {
         let mut found = Vec::new();
         walk(dir, &mut found)?;
         if found.is_empty() {
@@ -78,7 +78,6 @@ pub fn list(name: &str, root: &Path) -> Result<ImageListing> {
                 EXTENSIONS.join(", ")
             )));
         }
-        let _ = class;
         found.sort();
         for (folder, file) in found {
             files.push(Path::new(&folder).join(file));

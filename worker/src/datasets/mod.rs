@@ -2,15 +2,27 @@
 //! sample indices into an input batch; the trainer and tester need nothing else, so image folders,
 //! feature files and the embedded Synthetic data plug in the same way.
 
+pub mod cars196;
+pub mod cub200;
+pub mod download;
+mod features;
 mod image_dataset;
 mod image_folder;
+mod layout;
 mod listing;
+pub mod matfile;
 mod prefetch;
+pub mod stanford_online_products;
+mod summary;
 mod synthetic;
+#[cfg(test)]
+mod test_python;
 
+pub use features::Features;
 pub use image_dataset::ImageDataset;
 pub use listing::ImageListing;
 pub use prefetch::{with_batches, BatchRequest};
+pub use summary::{count_warning, summary};
 pub use synthetic::Synthetic;
 
 use crate::errors::config_error;
@@ -53,7 +65,14 @@ pub trait Dataset: Send + Sync {
     }
 }
 
-pub const DATASETS: [&str; 2] = ["ImageFolder", "Synthetic"];
+pub const DATASETS: [&str; 6] = [
+    "Synthetic",
+    "Features",
+    "ImageFolder",
+    "CUB200",
+    "Cars196",
+    "StanfordOnlineProducts",
+];
 
 /// What building a dataset needs besides its own spec.
 pub struct BuildOptions<'a> {
@@ -84,15 +103,31 @@ impl BuildOptions<'_> {
 
     /// The dataset's `root` kwarg, defaulting to the dataset root.
     fn root(&self, spec: &mut Spec) -> Result<PathBuf> {
-        let root = spec.string("root", "<dataset_root>")?;
-        Ok(if root == "<dataset_root>" {
-            self.dataset_root.clone()
-        } else {
-            Path::new(&root).to_path_buf()
-        })
+        let root = spec.string("root", &self.dataset_root.to_string_lossy())?;
+        Ok(Path::new(&root).to_path_buf())
+    }
+
+    /// A published dataset: `root`, `download: true` to fetch it first, `mirror` for the fetch.
+    fn published(
+        &self,
+        mut spec: Spec,
+        download: fn(&Path, Option<&str>) -> Result<()>,
+        list: fn(&Path) -> Result<ImageListing>,
+    ) -> Result<Box<dyn Dataset>> {
+        let root = self.root(&mut spec)?;
+        let fetch = spec.bool("download", false)?;
+        let mirror = spec.string("mirror", "")?;
+        spec.finish()?;
+        if fetch {
+            download(&root, Some(mirror.as_str()).filter(|m| !m.is_empty()))?;
+        }
+        self.images(list(&root)?)
     }
 
     fn images(&self, listing: ImageListing) -> Result<Box<dyn Dataset>> {
+        if let Some(warning) = count_warning(&listing) {
+            eprintln!("{warning}");
+        }
         let pipeline = ImagePipeline::from_config(self.transforms, self.convention, self.seed)?;
         Ok(Box::new(ImageDataset::open(
             listing,
@@ -105,7 +140,7 @@ impl BuildOptions<'_> {
 /// Builds the dataset named by the config's `dataset: {Name: kwargs}`.
 pub fn build(value: &serde_json::Value, options: &BuildOptions) -> Result<Box<dyn Dataset>> {
     let mut spec = Spec::parse("dataset", value)?;
-    let dataset: Box<dyn Dataset> = match spec.class.as_str() {
+    let dataset: Box<dyn Dataset> = match spec.class.clone().as_str() {
         "Synthetic" => {
             let dataset = Synthetic::from_spec(&mut spec)?;
             spec.finish()?;
@@ -117,6 +152,18 @@ pub fn build(value: &serde_json::Value, options: &BuildOptions) -> Result<Box<dy
             spec.finish()?;
             options.images(image_folder::list("ImageFolder", &root)?)?
         }
+        "Features" => {
+            let dataset = Features::from_spec(&mut spec, &options.dataset_root)?;
+            spec.finish()?;
+            Box::new(dataset)
+        }
+        cub200::NAME => options.published(spec, cub200::download, cub200::list)?,
+        cars196::NAME => options.published(spec, cars196::download, cars196::list)?,
+        stanford_online_products::NAME => options.published(
+            spec,
+            stanford_online_products::download,
+            stanford_online_products::list,
+        )?,
         other => return Err(unknown_class("dataset", other, &DATASETS)),
     };
     if dataset.len() == 0 {

@@ -43,17 +43,14 @@ fn coefficients(in_size: usize, out_size: usize, first: usize, count: usize) -> 
             *tap = w;
             total += w;
         }
-        for x in 0..n {
-            let w = if total != 0.0 {
-                taps[x] / total
+        let fixed_row = &mut weights[o * ksize..o * ksize + n];
+        for (fixed, &tap) in fixed_row.iter_mut().zip(&taps[..n]) {
+            let w = if total != 0.0 { tap / total } else { tap };
+            let scaled = w * (1u32 << PRECISION_BITS) as f64;
+            *fixed = if w < 0.0 {
+                (scaled - 0.5) as i32
             } else {
-                taps[x]
-            };
-            let fixed = w * (1u32 << PRECISION_BITS) as f64;
-            weights[o * ksize + x] = if w < 0.0 {
-                (fixed - 0.5) as i32
-            } else {
-                (fixed + 0.5) as i32
+                (scaled + 0.5) as i32
             };
         }
         bounds.push((xmin, n));
