@@ -101,8 +101,7 @@ def main(out):
         for convention in CONVENTIONS:
             add(f"{image}-eval-{convention}", image, eval_config, eval_t, convention)
 
-    # Exact resizes, up and down, and a centre crop larger than the image (zero padding).
-    add("rgb.png-exact", "rgb.png", {"Resize": {"size": [100, 300]}}, T.Resize([100, 300]))
+    # An upscaling resize and a centre crop larger than the image (zero padding).
     add("small.png-up", "small.png", {"Resize": {"size": "150"}, "CenterCrop": {"size": [120, 100]}},
         T.Compose([T.Resize(150), T.CenterCrop([120, 100])]))
     add("rgb.png-pad", "rgb.png", {"CenterCrop": {"size": [600, 200]}}, T.CenterCrop([600, 200]))

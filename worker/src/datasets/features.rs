@@ -408,7 +408,16 @@ impl super::Dataset for Features {
 
 #[cfg(test)]
 mod tests {
-    use crate::datasets::build;
+    use crate::datasets::{BuildOptions, Dataset};
+
+    /// `datasets::build` with `root` as the dataset root.
+    fn build(value: &serde_json::Value, root: &Path) -> anyhow::Result<Box<dyn Dataset>> {
+        let options = BuildOptions {
+            dataset_root: root.to_path_buf(),
+            ..BuildOptions::features_only()
+        };
+        crate::datasets::build(value, &options)
+    }
     use serde_json::json;
     use std::path::Path;
 
@@ -525,11 +534,7 @@ mod tests {
         std::fs::write(root.join("bad.csv"), "1,2\n3,x\n").unwrap();
         std::fs::write(root.join("frac.csv"), "1.5\n2\n3\n").unwrap();
         let err = |kwargs: serde_json::Value| {
-            let options = super::super::BuildOptions {
-                dataset_root: root.to_path_buf(),
-                ..super::super::BuildOptions::features_only()
-            };
-            build(&json!({ "Features": kwargs }), &options)
+            build(&json!({ "Features": kwargs }), root)
                 .err()
                 .expect("an error")
                 .to_string()

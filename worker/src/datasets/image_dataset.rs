@@ -325,7 +325,7 @@ mod tests {
         // Two more corrupt files: 3 of 200 is over 1%, a data error.
         std::fs::write(&files[7], b"\x89PNG\r\n\x1a\ngarbage").unwrap();
         std::fs::write(&files[8], b"\x89PNG\r\n\x1a\ngarbage").unwrap();
-        data.batch(&[7], false).unwrap();
+        let _ = data.batch(&[7], false).unwrap();
         let e = data.batch(&[8], false).unwrap_err();
         assert!(format!("{e:#}").contains("3 of 200 image files"), "{e:#}");
         assert_eq!(crate::errors::kind_of(&e).to_string(), "data");
