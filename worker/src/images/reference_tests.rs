@@ -194,7 +194,14 @@ fn transforms_match_torchvision() {
         if image.ends_with(".png") {
             assert_eq!(differing, 0, "{name}: PNG results must be bit-identical");
         } else {
-            assert!(worst <= 2.0 + 1e-3, "{name}: {worst} levels apart");
+            // Resize + CenterCrop averages the decoders' 3-level differences down to 2; a train
+            // crop enlarged past its source size can carry a raw decoding difference through.
+            let tolerance = if case["draws"].as_array().unwrap().is_empty() {
+                2.0
+            } else {
+                3.0
+            };
+            assert!(worst <= tolerance + 1e-3, "{name}: {worst} levels apart");
         }
     }
 }
