@@ -6,5 +6,9 @@ cd "$METRICBENCH_ROOT"
 command -v python3 >/dev/null || { echo "[metricbench] python3 is needed for the plugin-worker tests" >&2; exit 1; }
 echo "[metricbench] building" >&2
 cargo build --workspace
+# Tests that compare with Python (scipy's MATLAB writer, torchvision/PIL transforms, ...) find the interpreter here.
+echo "[metricbench] provisioning the Python reference environment" >&2
+METRICBENCH_PYREF="$(scripts/setup-pyref.sh | tail -n 1)"
+export METRICBENCH_PYREF
 echo "[metricbench] testing" >&2
 cargo test --workspace "$@"

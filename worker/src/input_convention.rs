@@ -6,8 +6,6 @@
 //! Metric Learning Reality Check") takes BGR in `[0, 255]` with its own mean and unit deviation,
 //! which is what the original tool's transforms for it (convert to BGR, ToTensor, multiply by 255,
 //! normalise) produce.
-// The seam between dataset layouts and the image pipeline; both sides land in parallel branches.
-#![allow(dead_code)]
 
 /// One image-input convention: `value = (pixel / 255 * scale - mean[c]) / std[c]`, with the channels
 /// in BGR order when `bgr` is set (mean and std are given in the tensor's channel order).
@@ -43,6 +41,25 @@ impl InputConvention {
         mean: [104.0, 117.0, 128.0],
         std: [1.0, 1.0, 1.0],
     };
+}
+
+impl InputConvention {
+    /// Every convention, for lookups by name.
+    pub const ALL: [InputConvention; 2] =
+        [InputConvention::IMAGENET, InputConvention::BN_INCEPTION];
+
+    /// The convention called `name`, or an error listing the valid names.
+    pub fn by_name(name: &str) -> anyhow::Result<InputConvention> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| {
+                crate::errors::config_error(format!(
+                    "unknown input convention `{name}`; valid: {}",
+                    Self::ALL.map(|c| c.name).join(", ")
+                ))
+            })
+    }
 }
 
 impl Default for InputConvention {

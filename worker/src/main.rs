@@ -10,7 +10,9 @@ mod errors;
 mod eval_cli;
 mod events;
 mod fold;
+mod images;
 mod input_convention;
+mod load_images_cli;
 mod losses;
 mod miners;
 mod models;
@@ -42,6 +44,7 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: metricbench-worker    (reads one protocol-v1 job line on stdin)\n\
                      \x20      metricbench-worker components [--format table|json]\n\
                      \x20      metricbench-worker eval-embeddings --embeddings E.npy --labels L.npy ...\n\
+                     \x20      metricbench-worker load-images --folder DIR [--workers N] ...\n\
                      \x20      metricbench-worker --version";
 
 fn fail(kind: ErrorKind, message: String) -> ExitCode {
@@ -111,6 +114,15 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Some("components") => return components(&args[1..]),
+        Some("load-images") => {
+            return match load_images_cli::run(&args[1..]) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error ({}): {e:#}", kind_of(&e));
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Some("eval-embeddings") => {
             return match eval_cli::run(&args[1..]) {
                 Ok(()) => ExitCode::SUCCESS,

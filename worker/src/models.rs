@@ -37,7 +37,12 @@ impl Mlp {
     /// The output after every layer (after its ReLU, where it has one).
     fn layer_outputs(&self, xs: &Tensor) -> Vec<Tensor> {
         let mut out = Vec::with_capacity(self.layers.len());
-        let mut x = xs.shallow_clone();
+        // Images ([batch, 3, height, width]) enter as flat vectors of their values.
+        let mut x = if xs.dim() > 2 {
+            xs.flatten(1, -1)
+        } else {
+            xs.shallow_clone()
+        };
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward(&x);
             if i + 1 < self.layers.len() || self.final_relu {

@@ -131,7 +131,15 @@ fn prepare(job: &Job) -> Result<Prepared<'_>> {
     trainers::method_name(&cfg)?;
     let device = parse_device(cfg.str("device", "auto")?)?;
     tch::manual_seed(settings.seed as i64);
-    let dataset = datasets::build(cfg.require("dataset")?)?;
+    let options = datasets::BuildOptions {
+        transforms: cfg.get("transforms"),
+        // The trunk's declared convention once image trunks exist; until then torchvision's.
+        convention: crate::input_convention::InputConvention::IMAGENET,
+        dataset_root: PathBuf::from(cfg.str("dataset_root", "datasets")?),
+        seed: settings.seed,
+        workers: settings.dataloader_num_workers,
+    };
+    let dataset = datasets::build(cfg.require("dataset")?, &options)?;
     if settings.label_level >= dataset.label_levels() {
         return Err(config_error(format!(
             "label_hierarchy_level is {}, but the dataset has {} label level(s)",
@@ -514,7 +522,11 @@ mod tests {
             cfg[k] = v.clone();
         }
         let config = Config(&cfg);
-        let dataset = datasets::build(config.require("dataset").unwrap()).unwrap();
+        let dataset = datasets::build(
+            config.require("dataset").unwrap(),
+            &datasets::BuildOptions::features_only(),
+        )
+        .unwrap();
         let labels = dataset.labels(0).to_vec();
         let schemes = split_schemes(&config, dataset.as_ref(), &labels).unwrap();
         let test0 = schemes[0].split("test").map(<[usize]>::to_vec);
@@ -607,7 +619,11 @@ mod tests {
                 cfg[k] = v.clone();
             }
             let config = Config(&cfg);
-            let dataset = datasets::build(config.require("dataset").unwrap()).unwrap();
+            let dataset = datasets::build(
+                config.require("dataset").unwrap(),
+                &datasets::BuildOptions::features_only(),
+            )
+            .unwrap();
             let labels = dataset.labels(0).to_vec();
             split_schemes(&config, dataset.as_ref(), &labels)
                 .unwrap_err()

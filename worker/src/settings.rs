@@ -40,6 +40,9 @@ pub struct Settings {
     pub label_level: usize,
     pub primary_metric: String,
     pub seed: u64,
+    /// Threads that prepare training batches ahead of the training step (0: the step prepares
+    /// its own).
+    pub dataloader_num_workers: usize,
     pub eval: EvalSettings,
 }
 
@@ -110,6 +113,7 @@ impl Settings {
             label_level: cfg.usize("label_hierarchy_level", Some(0))?,
             primary_metric,
             seed: cfg.usize("seed", Some(0))? as u64,
+            dataloader_num_workers: cfg.usize("dataloader_num_workers", Some(2))?,
             eval: EvalSettings::from_config(cfg)?,
         })
     }

@@ -238,6 +238,32 @@ impl Spec {
         ))
     }
 
+    /// One or more numbers: a number, a list of numbers, or a string of numbers separated by
+    /// spaces (`scale: "0.16 1"`, as the original tool's configs write them). `None` when absent.
+    pub fn numbers(
+        &mut self,
+        name: &'static str,
+        ty: &'static str,
+        default: &str,
+    ) -> Result<Option<Vec<f64>>> {
+        let expected = "a number, a list of numbers or a string of numbers separated by spaces";
+        let Some(v) = self.take(name, ty, default.to_string()) else {
+            return Ok(None);
+        };
+        let items: Option<Vec<f64>> = match &v {
+            Value::Number(n) => n.as_f64().map(|x| vec![x]),
+            Value::Array(a) => a.iter().map(Value::as_f64).collect(),
+            Value::String(s) => s.split_whitespace().map(|t| t.parse().ok()).collect(),
+            _ => None,
+        };
+        match items {
+            Some(items) if !items.is_empty() && items.iter().all(|x| x.is_finite()) => {
+                Ok(Some(items))
+            }
+            _ => Err(self.wrong_type(name, expected, &v)),
+        }
+    }
+
     pub fn f64(&mut self, name: &'static str, default: f64) -> Result<f64> {
         match self.take(name, "float", format!("{default:?}")) {
             None => Ok(default),

@@ -3,7 +3,7 @@
 
 use crate::accuracy::metrics::Averaging;
 use crate::accuracy::{get_accuracy, AccuracySettings, KSetting};
-use crate::datasets::Dataset;
+use crate::datasets::{with_batches, BatchRequest, Dataset};
 use crate::distances::normalize;
 use crate::errors::{config_error, data_error};
 use crate::models::Model;
@@ -43,6 +43,8 @@ pub enum TesterKind {
 #[derive(Debug, Clone)]
 pub struct EvalSettings {
     pub batch_size: usize,
+    /// Threads that prepare evaluation batches ahead (`eval_dataloader_num_workers`).
+    pub num_workers: usize,
     pub normalize_embeddings: bool,
     pub use_trunk_output: bool,
     pub reference_set: ReferenceSet,
@@ -126,6 +128,7 @@ impl EvalSettings {
         accuracy.validate()?;
         Ok(EvalSettings {
             batch_size,
+            num_workers: cfg.usize("eval_dataloader_num_workers", Some(2))?,
             normalize_embeddings: cfg.bool("eval_normalize_embeddings", true)?,
             use_trunk_output: cfg.bool("eval_use_trunk_output", false)?,
             reference_set,
@@ -195,15 +198,25 @@ pub fn embeddings(
     device: Device,
 ) -> Result<Tensor> {
     let _guard = tch::no_grad_guard();
-    let mut parts = Vec::new();
-    for chunk in indices.chunks(settings.batch_size) {
-        let x = dataset.batch(chunk, false)?.to_device(device);
-        let mut e = trunk.forward(&x);
-        if let Some(embedder) = embedder {
-            e = embedder.forward(&e);
+    let requests: Vec<BatchRequest> = indices
+        .chunks(settings.batch_size)
+        .map(|chunk| BatchRequest {
+            indices: chunk.to_vec(),
+            draw: 0,
+        })
+        .collect();
+    let parts = with_batches(dataset, &requests, false, settings.num_workers, |batches| {
+        let mut parts = Vec::new();
+        while let Some(x) = batches.next_batch() {
+            let x = x?.to_device(device);
+            let mut e = trunk.forward(&x);
+            if let Some(embedder) = embedder {
+                e = embedder.forward(&e);
+            }
+            parts.push(e.to_device(Device::Cpu));
         }
-        parts.push(e.to_device(Device::Cpu));
-    }
+        Ok(parts)
+    })?;
     if parts.is_empty() {
         return Err(data_error("cannot evaluate an empty split"));
     }
@@ -475,9 +488,12 @@ mod tests {
     /// reference mode must equal `get_accuracy` on the embeddings the tester computes.
     #[test]
     fn evaluate_splits_wires_reference_modes_and_testers() {
-        let dataset = crate::datasets::build(&json!({"Synthetic": {
+        let dataset = crate::datasets::build(
+            &json!({"Synthetic": {
             "num_classes": 8, "samples_per_class": 10, "input_dim": 16, "seed": 3,
-            "classes_per_super_class": 4}}))
+            "classes_per_super_class": 4}}),
+            &crate::datasets::BuildOptions::features_only(),
+        )
         .unwrap();
         let dataset = dataset.as_ref();
         let trunk =

@@ -3,8 +3,6 @@
 //! Products' text files, a plain image folder) ends here; turning the files into training batches is
 //! the image pipeline's job (`crate::images`), so every layout gets the same decoding, transforms and
 //! prefetching.
-// The seam between dataset layouts and the image pipeline; both sides land in parallel branches.
-#![allow(dead_code)]
 
 use std::path::PathBuf;
 

@@ -13,7 +13,7 @@ pub mod checkpoint;
 mod iteration_logs;
 
 use crate::checkpoints::{self, Suffix};
-use crate::datasets::Dataset;
+use crate::datasets::{with_batches, BatchRequest, Dataset};
 use crate::errors::{config_error, nan_error};
 use crate::events::{emit, StopFlag};
 use crate::models::Model;
@@ -289,47 +289,65 @@ pub fn train_fold(ctx: &FoldContext, resume: Option<ResumeFrom>) -> Result<FoldR
         let mut method_rng = epoch_rng(!settings.seed, ctx.fold_index, epoch);
         // libtorch's own generator too (dropout-like randomness in future models).
         tch::manual_seed((settings.seed as i64) ^ ((ctx.fold_index as i64) << 20) ^ (epoch << 40));
-        for _ in 0..ipe {
-            iteration += 1;
-            // The batch: positions in the training split, their labels, their samples.
-            let positions = sampler.next_batch(&mut rng);
-            let batch_idx: Vec<usize> = positions.iter().map(|&p| training.indices[p]).collect();
-            let pos_tensor =
-                Tensor::from_slice(&positions.iter().map(|&p| p as i64).collect::<Vec<_>>());
-            let batch_labels = train_labels.index_select(0, &pos_tensor).to_device(device);
-            let x = ctx.dataset.batch(&batch_idx, true)?.to_device(device);
+        // The epoch's batches are drawn up front (the sampler's stream is the same as drawing
+        // them one by one) so prefetching workers can prepare their inputs ahead of the steps.
+        // Each batch's augmentation derives from (fold, iteration): the same whatever the number
+        // of workers, and the same on resume.
+        let planned: Vec<Vec<usize>> = (0..ipe).map(|_| sampler.next_batch(&mut rng)).collect();
+        let requests: Vec<BatchRequest> = planned
+            .iter()
+            .enumerate()
+            .map(|(k, positions)| BatchRequest {
+                indices: positions.iter().map(|&p| training.indices[p]).collect(),
+                draw: ((ctx.fold_index as u64) << 40) | (iteration + k as u64 + 1),
+            })
+            .collect();
+        let workers = settings.dataloader_num_workers;
+        with_batches(ctx.dataset, &requests, true, workers, |batches| {
+            for positions in &planned {
+                iteration += 1;
+                // The batch: positions in the training split, their labels, their samples.
+                let pos_tensor =
+                    Tensor::from_slice(&positions.iter().map(|&p| p as i64).collect::<Vec<_>>());
+                let batch_labels = train_labels.index_select(0, &pos_tensor).to_device(device);
+                let x = batches
+                    .next_batch()
+                    .context("the batch loader ended early")??
+                    .to_device(device);
 
-            let step = c.train_step(x, batch_labels, epoch, &mut method_rng, &mut |k, s| {
-                logs.stats(iteration, k, s)
-            })?;
-            let (losses, total) = match step {
-                Step::Done { losses, total } => (losses, total),
-                Step::NonFinite { name, value } => {
-                    return Err(nan_error(format!(
-                        "loss `{name}` became {value} at epoch {epoch}, iteration {iteration} of fold {}; \
-                         lower the learning rate or check the loss settings",
-                        ctx.scheme.name
-                    )));
-                }
-            };
-            logs.record(
-                iteration,
-                total,
-                &losses,
-                &c.optimizers,
-                records.tensorboard.as_mut(),
-            )?;
-            if last_progress.elapsed() >= Duration::from_millis(250) {
-                last_progress = Instant::now();
-                emit(&Event::Progress {
-                    fold: ctx.scheme.name.clone(),
-                    epoch,
+                let step = c.train_step(x, batch_labels, epoch, &mut method_rng, &mut |k, s| {
+                    logs.stats(iteration, k, s)
+                })?;
+                let (losses, total) = match step {
+                    Step::Done { losses, total } => (losses, total),
+                    Step::NonFinite { name, value } => {
+                        return Err(nan_error(format!(
+                            "loss `{name}` became {value} at epoch {epoch}, iteration {iteration} of fold {}; \
+                             lower the learning rate or check the loss settings",
+                            ctx.scheme.name
+                        )));
+                    }
+                };
+                logs.record(
                     iteration,
-                    total_iterations: Some(total_iterations),
-                    loss: Some(total),
-                });
+                    total,
+                    &losses,
+                    &c.optimizers,
+                    records.tensorboard.as_mut(),
+                )?;
+                if last_progress.elapsed() >= Duration::from_millis(250) {
+                    last_progress = Instant::now();
+                    emit(&Event::Progress {
+                        fold: ctx.scheme.name.clone(),
+                        epoch,
+                        iteration,
+                        total_iterations: Some(total_iterations),
+                        loss: Some(total),
+                    });
+                }
             }
-        }
+            Ok(())
+        })?;
         for opt in c.optimizers.iter_mut() {
             opt.end_of_epoch();
         }
