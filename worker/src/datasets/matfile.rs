@@ -435,7 +435,7 @@ impl Reader {
         let next = if first == MI_COMPRESSED {
             end
         } else {
-            (end + 7) / 8 * 8
+            end.div_ceil(8) * 8
         };
         Ok((first, &bytes[start..end], next.min(bytes.len()).max(end)))
     }
@@ -619,7 +619,7 @@ impl Reader {
             MI_DOUBLE | MI_INT64 | MI_UINT64 => 8,
             other => return Err(format!("data type {other} is not numeric")),
         };
-        if d.len() % width != 0 {
+        if !d.len().is_multiple_of(width) {
             return Err(format!(
                 "{} bytes of data type {t} is not a whole number of {width}-byte values",
                 d.len()
@@ -909,7 +909,7 @@ savemat(out, {
         let mut out = t.to_le_bytes().to_vec();
         out.extend((data.len() as u32).to_le_bytes());
         out.extend(data);
-        while out.len() % 8 != 0 {
+        while !out.len().is_multiple_of(8) {
             out.push(0);
         }
         out
@@ -952,7 +952,7 @@ savemat(out, {
             let mut out = t.to_be_bytes().to_vec();
             out.extend((data.len() as u32).to_be_bytes());
             out.extend(data);
-            while out.len() % 8 != 0 {
+            while !out.len().is_multiple_of(8) {
                 out.push(0);
             }
             out
