@@ -425,7 +425,7 @@ mod tests {
     fn npy(path: &Path, descr: &str, shape: &str, payload: &[u8]) {
         let mut header =
             format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-        while (10 + header.len() + 1) % 64 != 0 {
+        while !(10 + header.len() + 1).is_multiple_of(64) {
             header.push(' ');
         }
         header.push('\n');
