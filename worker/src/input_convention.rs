@@ -6,8 +6,6 @@
 //! Metric Learning Reality Check") takes BGR in `[0, 255]` with its own mean and unit deviation,
 //! which is what the original tool's transforms for it (convert to BGR, ToTensor, multiply by 255,
 //! normalise) produce.
-// The seam between dataset layouts and the image pipeline; both sides land in parallel branches.
-#![allow(dead_code)]
 
 /// One image-input convention: `value = (pixel / 255 * scale - mean[c]) / std[c]`, with the channels
 /// in BGR order when `bgr` is set (mean and std are given in the tensor's channel order).

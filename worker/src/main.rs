@@ -5,6 +5,7 @@
 mod accuracy;
 mod checkpoints;
 mod datasets;
+mod device;
 mod distances;
 mod errors;
 mod eval_cli;

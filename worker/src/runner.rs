@@ -340,8 +340,8 @@ impl Prepared<'_> {
     fn fresh_models(&self, ctx: &base::FoldContext) -> Result<(Model, Model)> {
         ctx.seed_models();
         let (_, train_labels) = ctx.train_labels()?;
-        let input_dim = self.dataset.sample_shape().iter().product::<i64>();
-        let mut c = trainers::build(&self.cfg, input_dim, &train_labels, self.device)?;
+        let sample_shape = self.dataset.sample_shape();
+        let mut c = trainers::build(&self.cfg, &sample_shape, &train_labels, self.device)?;
         let mut models = std::mem::take(&mut c.models).into_iter();
         let trunk = models.next().expect("trunk is built first");
         let embedder = models.next().expect("embedder is built second");

@@ -267,8 +267,12 @@ pub fn train_fold(ctx: &FoldContext, resume: Option<ResumeFrom>) -> Result<FoldR
         .iter()
         .map(|l| classes.binary_search(l).unwrap_or(0) as i64)
         .collect();
-    let input_dim = ctx.dataset.sample_shape().iter().product::<i64>();
-    let mut c = super::build(ctx.cfg, input_dim, &train_labels, ctx.device)?;
+    let mut c = super::build(
+        ctx.cfg,
+        &ctx.dataset.sample_shape(),
+        &train_labels,
+        ctx.device,
+    )?;
     let mut sampler = samplers::build(
         ctx.cfg.require("sampler")?,
         &train_labels,
@@ -418,7 +422,7 @@ pub fn train_fold(ctx: &FoldContext, resume: Option<ResumeFrom>) -> Result<FoldR
             let batch_labels = train_labels_tensor
                 .index_select(0, &pos_tensor)
                 .to_device(device);
-            let mut x = ctx.dataset.batch(&batch_idx, true)?.to_device(device);
+            let mut x = crate::device::upload(ctx.dataset.batch(&batch_idx, true)?, device);
             let mut batch_labels = batch_labels;
             if c.pipeline.has_subset_batch_miner() {
                 let emb = tch::no_grad(|| c.embedder().forward(&c.trunk().forward(&x)));
