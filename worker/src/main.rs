@@ -10,11 +10,13 @@ mod distances;
 mod errors;
 mod eval_cli;
 mod events;
+mod fold;
 mod input_convention;
 mod losses;
 mod miners;
 mod models;
 mod npy;
+mod numerics;
 mod optimizers;
 #[cfg(test)]
 mod parity_tests;
@@ -25,11 +27,13 @@ mod regularizers;
 mod runner;
 mod samplers;
 mod schedulers;
+mod settings;
 mod spec;
 mod splits;
 mod tensorboard;
 mod testers;
 mod trainers;
+mod tuples;
 
 use errors::kind_of;
 use events::{emit, listen_for_commands, StopFlag};

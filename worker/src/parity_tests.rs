@@ -2,8 +2,9 @@
 //! section 9, on the deterministic A5 / B16 / N6 inputs rebuilt here in float64. The expected
 //! values (printed by PML with 10 significant digits) live in `testdata/pml_parity.json`.
 
-use crate::losses::{self, BuildContext, IndicesTuple};
+use crate::losses::{self, BuildContext};
 use crate::miners;
+use crate::tuples::IndicesTuple;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use tch::{Device, Tensor};

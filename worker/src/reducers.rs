@@ -252,7 +252,7 @@ impl Reducer {
                     let n = embeddings.size()[0];
                     // Unset cells are marked with the largest finite value, as in PML, so a pair
                     // whose loss is exactly 0 still counts in its anchor's average.
-                    let marker = crate::losses::pos_inf(losses.kind());
+                    let marker = crate::numerics::pos_inf(losses.kind());
                     let grid = Tensor::full([n, n], marker, (losses.kind(), losses.device()))
                         .index_put(&[Some(anchors), Some(others)], &losses, false);
                     let unset = grid.eq(marker);

@@ -4,7 +4,7 @@
 
 use crate::distances::Distance;
 use crate::errors::config_error;
-use crate::losses::{neg_inf, small_val};
+use crate::numerics::{neg_inf, small_val};
 use crate::reducers::{Reducer, Reduction, Stats, SubLoss};
 use crate::spec::{unknown_class, Spec};
 use anyhow::Result;

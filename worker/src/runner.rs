@@ -1,133 +1,26 @@
-//! One job (SPEC §4): build the dataset and its split schemes, then train every fold (the loop is
-//! in `trainers`), evaluate saved best checkpoints, or evaluate the ensemble of all folds; write the
-//! meta logs and report the objective (mean over folds of each fold's best validation metric, with
-//! its standard error).
+//! One job: build the dataset and its split schemes, then train every fold (one fold's life is in
+//! `fold`), evaluate saved best checkpoints, or evaluate the ensemble of all folds; write the meta
+//! logs and report the objective (mean over folds of each fold's best validation metric, with its
+//! standard error).
 
 use crate::checkpoints::{self, Suffix};
 use crate::datasets::{self, Dataset};
 use crate::errors::config_error;
 use crate::events::{emit, StopFlag};
+use crate::fold::accuracies::AccuracyRecords;
+use crate::fold::{evaluate_models, train_fold, FoldContext};
 use crate::models::{self, Model};
 use crate::records::{cell, row_value, CsvTable};
+use crate::settings::Settings;
 use crate::spec::Config;
 use crate::splits::{self, class_ranges, CrossValidation, SplitScheme};
-use crate::testers::{evaluate_splits, EvalSettings};
-use crate::trainers::{self, base};
+use crate::trainers;
 use anyhow::{Context, Result};
 use metricbench_protocol::protocol::{
     metric_value, Action, Event, FoldResult, Job, Metrics, Objective,
 };
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::Device;
-
-/// `num_epochs_train`: one count for every fold, or `{fold name: count}` (how `--reproduce_results`
-/// replays a resumed experiment).
-#[derive(Debug, Clone)]
-pub enum NumEpochs {
-    All(i64),
-    PerFold(BTreeMap<String, i64>),
-}
-
-impl NumEpochs {
-    fn for_fold(&self, fold: &str) -> Result<i64> {
-        match self {
-            NumEpochs::All(n) => Ok(*n),
-            NumEpochs::PerFold(m) => m.get(fold).copied().ok_or_else(|| {
-                config_error(format!(
-                    "num_epochs_train is given per fold but has no entry for fold {fold} (it has {})",
-                    m.keys().cloned().collect::<Vec<_>>().join(", ")
-                ))
-            }),
-        }
-    }
-}
-
-/// Training settings from the general config keys.
-pub struct Settings {
-    pub num_epochs: NumEpochs,
-    pub iterations_per_epoch: usize,
-    pub save_interval: usize,
-    pub patience: Option<usize>,
-    pub batch_size: usize,
-    pub check_untrained_accuracy: bool,
-    pub label_level: usize,
-    pub primary_metric: String,
-    pub seed: u64,
-    pub eval: EvalSettings,
-}
-
-impl Settings {
-    /// Accuracy table of a split: `accuracies_normalized_compared_to_self_GlobalEmbeddingSpaceTester_level_0_VAL`
-    /// (the tester's name as configured).
-    pub fn accuracy_table(&self, split: &str) -> String {
-        format!(
-            "accuracies_{}_{}_level_{}_{}",
-            self.eval.table_tag(),
-            self.eval.tester_name(),
-            self.label_level,
-            split.to_uppercase()
-        )
-    }
-
-    /// The primary metric (`eval_metric_for_best_epoch`) of an evaluation.
-    pub fn primary(&self, metrics: &BTreeMap<String, f64>) -> Result<f64> {
-        metrics.get(&self.primary_metric).copied().ok_or_else(|| {
-            config_error(format!(
-                "eval_metric_for_best_epoch `{}` is not a computed metric; available: {}",
-                self.primary_metric,
-                metrics.keys().cloned().collect::<Vec<_>>().join(", ")
-            ))
-        })
-    }
-
-    fn from_config(cfg: &Config) -> Result<Settings> {
-        let save_interval = cfg.usize("save_interval", Some(2))?;
-        if save_interval == 0 {
-            return Err(config_error("save_interval must be at least 1"));
-        }
-        let iterations_per_epoch = cfg.usize("iterations_per_epoch", Some(100))?;
-        if iterations_per_epoch == 0 {
-            return Err(config_error("iterations_per_epoch must be at least 1"));
-        }
-        let batch_size = cfg.usize("batch_size", Some(32))?;
-        if batch_size < 2 {
-            return Err(config_error("batch_size must be at least 2"));
-        }
-        let primary_metric = match cfg.get("eval_metric_for_best_epoch") {
-            Some(_) => cfg.str("eval_metric_for_best_epoch", "")?,
-            None => cfg.str("eval_primary_metric", "mean_average_precision_at_r")?,
-        }
-        .to_string();
-        let num_epochs = match cfg.get("num_epochs_train") {
-            Some(serde_json::Value::Object(m)) => {
-                let mut per_fold = BTreeMap::new();
-                for (fold, v) in m {
-                    let n = v.as_u64().ok_or_else(|| {
-                        config_error(format!(
-                            "num_epochs_train/{fold} must be a non-negative integer, got {v}"
-                        ))
-                    })?;
-                    per_fold.insert(fold.clone(), n as i64);
-                }
-                NumEpochs::PerFold(per_fold)
-            }
-            _ => NumEpochs::All(cfg.usize("num_epochs_train", Some(1000))? as i64),
-        };
-        Ok(Settings {
-            num_epochs,
-            iterations_per_epoch,
-            save_interval,
-            patience: cfg.optional_usize("patience")?,
-            batch_size,
-            check_untrained_accuracy: cfg.bool("check_untrained_accuracy", true)?,
-            label_level: cfg.usize("label_hierarchy_level", Some(0))?,
-            primary_metric,
-            seed: cfg.usize("seed", Some(0))? as u64,
-            eval: EvalSettings::from_config(cfg)?,
-        })
-    }
-}
 
 /// `device: cpu | cuda | cuda:N | auto`.
 pub fn parse_device(name: &str) -> Result<Device> {
@@ -221,30 +114,6 @@ fn write_split_summary(folder: &Path, scheme: &SplitScheme, labels: &[i64]) -> R
     metricbench_protocol::fsutil::write_atomic(&folder.join("splits.yaml"), text.as_bytes())
 }
 
-/// The single place a tester is called: accuracies of every split of `splits_to_eval` (by split
-/// name) embedded by trunk -> embedder (or the trunk alone when `embedder` is `None`); `splits` are
-/// the fold's splits, from which the tester takes its reference sets.
-pub fn evaluate_models(
-    dataset: &dyn Dataset,
-    splits: &[(String, Vec<usize>)],
-    splits_to_eval: &[String],
-    settings: &Settings,
-    trunk: &Model,
-    embedder: Option<&Model>,
-    device: Device,
-) -> Result<BTreeMap<String, BTreeMap<String, f64>>> {
-    evaluate_splits(
-        dataset,
-        splits,
-        splits_to_eval,
-        settings.label_level,
-        trunk,
-        embedder,
-        &settings.eval,
-        device,
-    )
-}
-
 /// What every action needs: settings, dataset, split schemes.
 struct Prepared<'a> {
     cfg: Config<'a>,
@@ -303,9 +172,9 @@ impl Prepared<'_> {
         fold_index: usize,
         splits_to_eval: &'b [String],
         stop: &'b StopFlag,
-    ) -> Result<base::FoldContext<'b>> {
+    ) -> Result<FoldContext<'b>> {
         let scheme = &self.schemes[fold_index];
-        Ok(base::FoldContext {
+        Ok(FoldContext {
             cfg: &self.cfg,
             settings: &self.settings,
             dataset: self.dataset.as_ref(),
@@ -321,7 +190,7 @@ impl Prepared<'_> {
     }
 
     /// The trunk and embedder of a fold as saved in its best checkpoint.
-    fn best_models(&self, ctx: &base::FoldContext) -> Result<(i64, Model, Model)> {
+    fn best_models(&self, ctx: &FoldContext) -> Result<(i64, Model, Model)> {
         let dir = ctx.models_folder();
         let epoch = checkpoints::best_epoch(&dir).ok_or_else(|| {
             config_error(format!(
@@ -337,11 +206,8 @@ impl Prepared<'_> {
     }
 
     /// A fold's trunk and embedder as initialised before training (same seed as training).
-    fn fresh_models(&self, ctx: &base::FoldContext) -> Result<(Model, Model)> {
-        ctx.seed_models();
-        let (_, train_labels) = ctx.train_labels()?;
-        let sample_shape = self.dataset.sample_shape();
-        let mut c = trainers::build(&self.cfg, &sample_shape, &train_labels, self.device)?;
+    fn fresh_models(&self, ctx: &FoldContext) -> Result<(Model, Model)> {
+        let mut c = ctx.build_components(&ctx.training_set()?)?;
         let mut models = std::mem::take(&mut c.models).into_iter();
         let trunk = models.next().expect("trunk is built first");
         let embedder = models.next().expect("embedder is built second");
@@ -386,8 +252,7 @@ fn train(job: &Job, p: &Prepared, stop: &StopFlag) -> Result<Event> {
         std::fs::create_dir_all(&ctx.folder)
             .with_context(|| format!("cannot create {}", ctx.folder.display()))?;
         write_split_summary(&ctx.folder, scheme, &p.labels)?;
-        let fold =
-            base::train_fold(&ctx, job.resume).with_context(|| format!("fold {}", scheme.name))?;
+        let fold = train_fold(&ctx, job.resume).with_context(|| format!("fold {}", scheme.name))?;
         folds.push(fold);
         if stop.requested() {
             break;
@@ -411,7 +276,7 @@ fn evaluate(job: &Job, p: &Prepared) -> Result<Event> {
     for fold_index in 0..p.schemes.len() {
         let ctx = p.context(fold_index, &job.splits_to_eval, &stop)?;
         let (epoch, trunk, embedder) = p.best_models(&ctx)?;
-        let mut records = base::Records::new(ctx.csv_folder());
+        let mut records = AccuracyRecords::new(ctx.csv_folder());
         let mut reported = Metrics::new();
         let mut all_metrics = evaluate_models(
             p.dataset.as_ref(),
@@ -435,7 +300,7 @@ fn evaluate(job: &Job, p: &Prepared) -> Result<Event> {
                 .iter()
                 .any(|r| row_value(r, "epoch") == Some(epoch as f64));
             if !done {
-                let best = base::best_from_records(&mut records, &p.settings)?;
+                let best = records.best(&p.settings)?;
                 records.record(&p.settings, split, epoch, &metrics, best.as_ref())?;
             }
             if split == report_split {
@@ -562,8 +427,8 @@ fn write_meta_logs(p: &Prepared, splits: &[String]) -> Result<()> {
         let mut trained = Vec::new();
         for scheme in &p.schemes {
             let mut records =
-                base::Records::new(p.experiment.join(&scheme.name).join("saved_csvs"));
-            let best = base::best_from_records(&mut records, &p.settings)?;
+                AccuracyRecords::new(p.experiment.join(&scheme.name).join("saved_csvs"));
+            let best = records.best(&p.settings)?;
             let rows = records.table(&p.settings, split)?.rows().to_vec();
             let find = |epoch: i64| {
                 rows.iter()

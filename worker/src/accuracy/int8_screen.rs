@@ -1,4 +1,4 @@
-//! Integer screen for the exact kNN (`knn.rs`): on CPUs with AVX-512 VNNI the candidate search
+//! Integer screen for the exact kNN (`knn/`): on CPUs with AVX-512 VNNI the candidate search
 //! runs on 8-bit codes of the embeddings instead of a float32 matrix product, and every candidate
 //! list is then proven complete and ranked exactly as in the float32 path.
 //!

@@ -1,8 +1,8 @@
 //! `ArcFaceLoss` (Deng et al. 2019): target logit `cos(theta + m)`, margin in degrees
 //! (default 28.6 = 0.4992 rad), scale 64.
 
+use super::base::BuildContext;
 use super::large_margin::{LargeMarginLoss, MarginRule};
-use super::BuildContext;
 use crate::spec::Spec;
 use anyhow::Result;
 

@@ -3,12 +3,12 @@
 //! with O_p = 1 + m, O_n = -m, D_p = 1 - m, D_n = m and the weights detached (as PML);
 //! anchors lacking positives or negatives give 0. AvgNonZero over anchors.
 
-use super::{
-    generic_pairs, masked_logsumexp, pair_masks, require_inverted, IndicesTuple, LossCore,
-};
+use super::base::{generic_pairs, require_inverted, LossCore};
 use crate::distances::Distance;
+use crate::numerics::masked_logsumexp;
 use crate::reducers::{Reduction, Stats, SubLoss};
 use crate::spec::Spec;
+use crate::tuples::{pair_masks, IndicesTuple};
 use anyhow::Result;
 use tch::{Kind, Tensor};
 

@@ -1,10 +1,12 @@
 //! `ContrastiveLoss` (PML 2.x): positive pairs pulled within `pos_margin`, negative pairs pushed
 //! beyond `neg_margin`; `pos_loss` and `neg_loss` are reduced separately (AvgNonZero) and summed.
 
-use super::{gather_pairs, generic_pairs, scalar, IndicesTuple, LossCore};
+use super::base::{generic_pairs, LossCore};
 use crate::distances::Distance;
+use crate::numerics::scalar;
 use crate::reducers::{Reduction, Stats, SubLoss};
 use crate::spec::Spec;
+use crate::tuples::{gather_pairs, IndicesTuple};
 use anyhow::Result;
 use tch::Tensor;
 

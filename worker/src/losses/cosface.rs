@@ -1,7 +1,7 @@
 //! `CosFaceLoss` (Wang et al. 2018): target logit `cos(theta) - m` (default m = 0.35), scale 64.
 
+use super::base::BuildContext;
 use super::large_margin::{LargeMarginLoss, MarginRule};
-use super::BuildContext;
 use crate::spec::Spec;
 use anyhow::Result;
 

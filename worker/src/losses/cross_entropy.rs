@@ -2,10 +2,11 @@
 //! logits (one column per class), so it is meant for an embedder whose output size is the number of
 //! classes; mined tuples weight the samples as for PML's classification losses.
 
-use super::{miner_weights, IndicesTuple, LossCore};
+use super::base::LossCore;
 use crate::errors::{config_error, data_error};
 use crate::reducers::{Reduction, Stats, SubLoss};
 use crate::spec::Spec;
+use crate::tuples::{miner_weights, IndicesTuple};
 use anyhow::Result;
 use tch::Tensor;
 

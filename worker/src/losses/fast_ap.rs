@@ -2,11 +2,12 @@
 //! squared normalised L2 distances, `1 - FastAP` per anchor with positives, mean over those anchors.
 //! Mined tuples only weight the anchors (PML `convert_to_weights`); pairs always come from labels.
 
-use super::{all_pairs, miner_weights, pair_masks, IndicesTuple, LossCore};
+use super::base::LossCore;
 use crate::distances::{Distance, DistanceKind};
 use crate::errors::config_error;
 use crate::reducers::{Reduction, Stats, SubLoss};
 use crate::spec::Spec;
+use crate::tuples::{all_pairs, miner_weights, pair_masks, IndicesTuple};
 use anyhow::Result;
 use tch::{Kind, Tensor};
 

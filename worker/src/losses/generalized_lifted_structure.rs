@@ -2,10 +2,12 @@
 //! `relu(log sum_P exp(d - pos_margin) + log sum_N exp(neg_margin - d))` (an empty side gives 0),
 //! mean over all anchors.
 
-use super::{generic_pairs, masked_logsumexp, pair_masks, IndicesTuple, LossCore};
+use super::base::{generic_pairs, LossCore};
 use crate::distances::Distance;
+use crate::numerics::masked_logsumexp;
 use crate::reducers::{Reduction, Stats, SubLoss};
 use crate::spec::Spec;
+use crate::tuples::{pair_masks, IndicesTuple};
 use anyhow::Result;
 use tch::{Kind, Tensor};
 

@@ -3,10 +3,11 @@
 //! only the target-class cosine is changed by the loss's margin rule, then `scale * cos` goes
 //! through cross-entropy (mean, weighted by miner weights).
 
-use super::{class_and_size, miner_weights, param, BuildContext, IndicesTuple, LossCore};
+use super::base::{class_and_size, param, BuildContext, LossCore};
 use crate::distances::Distance;
 use crate::reducers::{Reduction, Stats, SubLoss};
 use crate::spec::Spec;
+use crate::tuples::{miner_weights, IndicesTuple};
 use anyhow::Result;
 use tch::{nn, Tensor};
 

@@ -2,10 +2,12 @@
 //! `relu(log(sum_{(a,n)} exp(neg_margin - d_an) + sum_{(p,n)} exp(neg_margin - d_pn)) + d_ap - pos_margin)^2 / 2`,
 //! mean over positive pairs.
 
-use super::{gather_pairs, generic_pairs_of_both_kinds, masked_logsumexp, IndicesTuple, LossCore};
+use super::base::{generic_pairs_of_both_kinds, LossCore};
 use crate::distances::Distance;
+use crate::numerics::masked_logsumexp;
 use crate::reducers::{Reduction, Stats, SubLoss};
 use crate::spec::Spec;
+use crate::tuples::{gather_pairs, IndicesTuple};
 use anyhow::Result;
 use tch::Tensor;
 

@@ -3,10 +3,11 @@
 //! non-zero terms (DivisorReducer). `beta` is a scalar or one per class (`num_classes`); with
 //! `learn_beta` it is a parameter (own var store, `metric_loss_optimizer`) and `beta * nu` is added.
 
-use super::{convert_to_triplets, gather_pairs, BuildContext, IndicesTuple, LossCore};
+use super::base::{BuildContext, LossCore};
 use crate::distances::Distance;
 use crate::reducers::{Reduction, Stats, SubLoss};
 use crate::spec::Spec;
+use crate::tuples::{convert_to_triplets, gather_pairs, IndicesTuple};
 use anyhow::Result;
 use tch::{nn, Kind, Tensor};
 

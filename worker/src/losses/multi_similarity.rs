@@ -2,10 +2,12 @@
 //! `1/alpha log(1 + sum_P exp(-alpha (S - base))) + 1/beta log(1 + sum_N exp(beta (S - base)))`,
 //! averaged over all anchors (an empty side contributes 0).
 
-use super::{generic_pairs, masked_logsumexp, pair_masks, IndicesTuple, LossCore};
+use super::base::{generic_pairs, LossCore};
 use crate::distances::Distance;
+use crate::numerics::masked_logsumexp;
 use crate::reducers::{Reduction, Stats, SubLoss};
 use crate::spec::Spec;
+use crate::tuples::{pair_masks, IndicesTuple};
 use anyhow::Result;
 use tch::{Kind, Tensor};
 

@@ -2,10 +2,12 @@
 //! loss `-log(sum of the probability mass on same-label samples)`, mean over samples with non-zero
 //! mass. `nca_computation` is shared with ProxyNCA (reference = proxies).
 
-use super::{miner_weights, neg_inf, IndicesTuple, LossCore};
+use super::base::LossCore;
 use crate::distances::Distance;
+use crate::numerics::neg_inf;
 use crate::reducers::{Reduction, Stats, SubLoss};
 use crate::spec::Spec;
+use crate::tuples::{miner_weights, IndicesTuple};
 use anyhow::Result;
 use tch::{Kind, Tensor};
 

@@ -1,10 +1,11 @@
 //! `NormalizedSoftmaxLoss` (Zhai & Wu 2018): cross-entropy on `similarity(x, W_c normalised) / T`
 //! with a learnable class matrix W (D x C, init N(0, 1), own var store).
 
-use super::{class_and_size, miner_weights, param, BuildContext, IndicesTuple, LossCore};
+use super::base::{class_and_size, param, BuildContext, LossCore};
 use crate::distances::{normalize_p, Distance};
 use crate::reducers::{Reduction, Stats, SubLoss};
 use crate::spec::Spec;
+use crate::tuples::{miner_weights, IndicesTuple};
 use anyhow::Result;
 use tch::{nn, Tensor};
 

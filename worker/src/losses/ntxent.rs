@@ -2,12 +2,12 @@
 //! `-log(exp(s_ap/T) / (exp(s_ap/T) + sum_{(a,n)} exp(s_an/T)))`, other positives of `a` not in
 //! the denominator; a detached max is subtracted for stability. Mean over positive pairs.
 
-use super::{
-    gather_pairs, generic_pairs_of_both_kinds, neg_inf, small_val, IndicesTuple, LossCore,
-};
+use super::base::{generic_pairs_of_both_kinds, LossCore};
 use crate::distances::Distance;
+use crate::numerics::{neg_inf, small_val};
 use crate::reducers::{Reduction, Stats, SubLoss};
 use crate::spec::Spec;
+use crate::tuples::{gather_pairs, IndicesTuple};
 use anyhow::Result;
 use tch::Tensor;
 

@@ -2,11 +2,13 @@
 //! miners, built from `loss_funcs`, `loss_weights` and `mining_funcs`. The training loop only calls
 //! `subset_batch` (before the forward pass) and `forward` (after it).
 
-use super::{build, BuildContext, IndicesTuple, Loss};
+use super::base::{BuildContext, Loss};
+use super::build;
 use crate::errors::config_error;
 use crate::miners::{self, Miner};
 use crate::reducers::Stats;
 use crate::spec::Config;
+use crate::tuples::IndicesTuple;
 use anyhow::Result;
 use std::collections::BTreeMap;
 use tch::{nn, Kind, Tensor};
@@ -187,7 +189,7 @@ impl LossPipeline {
         let mut total: Option<Tensor> = None;
         let mut values = Vec::with_capacity(tensors.len());
         for (l, value) in self.losses.iter().zip(tensors) {
-            values.push(super::scalar(&value));
+            values.push(crate::numerics::scalar(&value));
             let weighted = value * l.weight;
             total = Some(match total {
                 None => weighted,

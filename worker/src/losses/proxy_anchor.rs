@@ -4,12 +4,12 @@
 //! `sum_c log(1 + sum_{y_i != c} exp(alpha (cos_ic + margin)))` / C. Miner weights enter the
 //! exponent as `w - 1` (PML).
 
-use super::{
-    class_and_size, masked_logsumexp, miner_weights, param, BuildContext, IndicesTuple, LossCore,
-};
+use super::base::{class_and_size, param, BuildContext, LossCore};
 use crate::distances::Distance;
+use crate::numerics::masked_logsumexp;
 use crate::reducers::{Reduction, Stats, SubLoss};
 use crate::spec::Spec;
+use crate::tuples::{miner_weights, IndicesTuple};
 use anyhow::Result;
 use tch::{nn, Kind, Tensor};
 

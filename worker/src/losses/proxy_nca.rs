@@ -1,11 +1,12 @@
 //! `ProxyNCALoss` (Movshovitz-Attias et al. 2017): NCA against one learnable proxy per class
 //! (`proxies`, C x D, init N(0, 1), own var store); mined tuples weight anchors only.
 
+use super::base::{class_and_size, param, BuildContext, LossCore};
 use super::nca::nca_computation;
-use super::{class_and_size, miner_weights, param, BuildContext, IndicesTuple, LossCore};
 use crate::distances::Distance;
 use crate::reducers::{Stats, SubLoss};
 use crate::spec::Spec;
+use crate::tuples::{miner_weights, IndicesTuple};
 use anyhow::Result;
 use tch::{nn, Kind, Tensor};
 

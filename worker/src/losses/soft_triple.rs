@@ -3,12 +3,11 @@
 //! centre similarity; cross-entropy on `la * (S - margin * onehot)`. As in PML the `gamma` kwarg is
 //! used as its reciprocal. The paper's centre regulariser is `weight_regularizer`.
 
-use super::{
-    class_and_size, miner_weights, param, require_inverted, BuildContext, IndicesTuple, LossCore,
-};
+use super::base::{class_and_size, param, require_inverted, BuildContext, LossCore};
 use crate::distances::Distance;
 use crate::reducers::{Reduction, Stats, SubLoss};
 use crate::spec::Spec;
+use crate::tuples::{miner_weights, IndicesTuple};
 use anyhow::Result;
 use tch::{nn, Tensor};
 

@@ -2,10 +2,12 @@
 //! `log softmax` over positives and negatives (self excluded), with a detached row-max shift;
 //! AvgNonZero over anchors (anchors without positives give 0 and drop out).
 
-use super::{generic_pairs, masked_logsumexp, pair_masks, small_val, IndicesTuple, LossCore};
+use super::base::{generic_pairs, LossCore};
 use crate::distances::Distance;
+use crate::numerics::{masked_logsumexp, small_val};
 use crate::reducers::{Reduction, Stats, SubLoss};
 use crate::spec::Spec;
+use crate::tuples::{pair_masks, IndicesTuple};
 use anyhow::Result;
 use tch::Tensor;
 

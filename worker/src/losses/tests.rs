@@ -2,8 +2,13 @@
 //! the batch has nothing to compare, mined tuples accepted, and clear errors for bad input.
 
 use super::*;
+use crate::distances::Distance;
 use crate::miners;
+use crate::tuples::{
+    all_triplets, convert_to_triplets, gather_pairs, miner_weights, random_triplets, IndicesTuple,
+};
 use serde_json::json;
+use tch::{Device, Kind, Tensor};
 
 fn ctx(c: Option<i64>, d: Option<i64>) -> BuildContext {
     BuildContext {

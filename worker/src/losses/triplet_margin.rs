@@ -1,10 +1,12 @@
 //! `TripletMarginLoss`: `relu(d_ap - d_an + margin)` (or softplus with `smooth_loss`) per triplet,
 //! optionally with the anchor swap (`d_an := min(d_an, d_pn)`), reduced by AvgNonZero.
 
-use super::{convert_to_triplets, gather_pairs, scalar, IndicesTuple, LossCore};
+use super::base::LossCore;
 use crate::distances::Distance;
+use crate::numerics::scalar;
 use crate::reducers::{Reduction, Stats, SubLoss};
 use crate::spec::Spec;
+use crate::tuples::{convert_to_triplets, gather_pairs, IndicesTuple};
 use anyhow::Result;
 use tch::Tensor;
 

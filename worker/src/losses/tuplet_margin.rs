@@ -2,13 +2,12 @@
 //! `log(1 + sum_{(a,n)} exp(scale (s_an - cos(acos(s_ap) - margin))))`, margin in degrees;
 //! mean over positive pairs. Like PML, `acos` is not clamped.
 
-use super::{
-    gather_pairs, generic_pairs_of_both_kinds, masked_logsumexp, require_inverted, IndicesTuple,
-    LossCore,
-};
+use super::base::{generic_pairs_of_both_kinds, require_inverted, LossCore};
 use crate::distances::Distance;
+use crate::numerics::masked_logsumexp;
 use crate::reducers::{Reduction, Stats, SubLoss};
 use crate::spec::Spec;
+use crate::tuples::{gather_pairs, IndicesTuple};
 use anyhow::Result;
 use tch::Tensor;
 

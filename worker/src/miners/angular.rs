@@ -5,9 +5,10 @@
 use super::{select, MinerCore};
 use crate::distances::{Distance, DistanceKind};
 use crate::errors::config_error;
-use crate::losses::{all_triplets, scalar, IndicesTuple};
+use crate::numerics::scalar;
 use crate::reducers::Stats;
 use crate::spec::Spec;
+use crate::tuples::{all_triplets, IndicesTuple};
 use anyhow::Result;
 use tch::Tensor;
 

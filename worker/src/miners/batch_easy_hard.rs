@@ -6,9 +6,10 @@
 use super::MinerCore;
 use crate::distances::Distance;
 use crate::errors::config_error;
-use crate::losses::{all_pairs, neg_inf, pos_inf, scalar, IndicesTuple};
+use crate::numerics::{neg_inf, pos_inf, scalar};
 use crate::reducers::Stats;
 use crate::spec::Spec;
+use crate::tuples::{all_pairs, IndicesTuple};
 use anyhow::Result;
 use tch::{Kind, Tensor};
 

@@ -6,9 +6,9 @@
 use super::MinerCore;
 use crate::distances::{Distance, DistanceKind};
 use crate::errors::config_error;
-use crate::losses::{random_triplets, IndicesTuple};
 use crate::reducers::Stats;
 use crate::spec::Spec;
+use crate::tuples::{random_triplets, IndicesTuple};
 use anyhow::Result;
 use tch::{Kind, Tensor};
 

@@ -11,9 +11,9 @@ mod multi_similarity;
 mod pair_margin;
 mod triplet_margin;
 
-use crate::losses::{check_batch, IndicesTuple};
 use crate::reducers::Stats;
 use crate::spec::{unknown_class, Spec};
+use crate::tuples::{check_batch, IndicesTuple};
 use anyhow::Result;
 use tch::Tensor;
 

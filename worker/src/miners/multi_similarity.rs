@@ -4,9 +4,10 @@
 
 use super::{select, MinerCore};
 use crate::distances::Distance;
-use crate::losses::{all_pairs, gather_pairs, neg_inf, pair_masks, pos_inf, IndicesTuple};
+use crate::numerics::{neg_inf, pos_inf};
 use crate::reducers::Stats;
 use crate::spec::Spec;
+use crate::tuples::{all_pairs, gather_pairs, pair_masks, IndicesTuple};
 use anyhow::Result;
 use tch::{Kind, Tensor};
 

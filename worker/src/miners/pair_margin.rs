@@ -3,9 +3,9 @@
 
 use super::{select, MinerCore};
 use crate::distances::Distance;
-use crate::losses::{all_pairs, gather_pairs, IndicesTuple};
 use crate::reducers::Stats;
 use crate::spec::Spec;
+use crate::tuples::{all_pairs, gather_pairs, IndicesTuple};
 use anyhow::Result;
 use tch::Tensor;
 

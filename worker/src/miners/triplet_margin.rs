@@ -3,9 +3,10 @@
 
 use super::{select, MinerCore};
 use crate::distances::Distance;
-use crate::losses::{all_triplets, gather_pairs, scalar, IndicesTuple};
+use crate::numerics::scalar;
 use crate::reducers::Stats;
 use crate::spec::Spec;
+use crate::tuples::{all_triplets, gather_pairs, IndicesTuple};
 use anyhow::Result;
 use tch::Tensor;
 

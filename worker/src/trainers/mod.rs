@@ -1,20 +1,21 @@
-//! Training methods (PML trainers, reference §7). Every method shares the loop in [`base`]; a
-//! method only decides which models exist, which losses one batch produces, and which models learn
-//! in a given epoch.
+//! Training methods (PML trainers). Every method shares one fold's loop (`crate::fold`), which
+//! calls the training step ([`step`]) once per batch; a method only decides which models exist,
+//! which losses one batch produces, and which models learn in a given epoch.
 
-pub mod base;
 mod cascaded_embeddings;
 mod deep_adversarial;
 mod metric_loss_only;
+pub mod step;
 mod train_with_classifier;
 
 use crate::errors::config_error;
 use crate::losses::pipeline::LossPipeline;
-use crate::losses::{BuildContext, IndicesTuple};
+use crate::losses::BuildContext;
 use crate::models::{self, Model};
 use crate::optimizers::{trainable, Optimizer};
 use crate::reducers::Stats;
 use crate::spec::{unknown_class, Config};
+use crate::tuples::IndicesTuple;
 use anyhow::Result;
 use rand_chacha::ChaCha8Rng;
 use std::cell::RefCell;

@@ -1,0 +1,116 @@
+//! The training settings of a job, read once from the general config keys and shared by the runner
+//! (which folds, which splits) and the fold loop (epochs, patience, evaluation, records).
+
+use crate::errors::config_error;
+use crate::spec::Config;
+use crate::testers::EvalSettings;
+use anyhow::Result;
+use std::collections::BTreeMap;
+
+/// `num_epochs_train`: one count for every fold, or `{fold name: count}` (how `--reproduce_results`
+/// replays a resumed experiment).
+#[derive(Debug, Clone)]
+pub enum NumEpochs {
+    All(i64),
+    PerFold(BTreeMap<String, i64>),
+}
+
+impl NumEpochs {
+    pub fn for_fold(&self, fold: &str) -> Result<i64> {
+        match self {
+            NumEpochs::All(n) => Ok(*n),
+            NumEpochs::PerFold(m) => m.get(fold).copied().ok_or_else(|| {
+                config_error(format!(
+                    "num_epochs_train is given per fold but has no entry for fold {fold} (it has {})",
+                    m.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+            }),
+        }
+    }
+}
+
+/// Training settings from the general config keys.
+pub struct Settings {
+    pub num_epochs: NumEpochs,
+    pub iterations_per_epoch: usize,
+    pub save_interval: usize,
+    pub patience: Option<usize>,
+    pub batch_size: usize,
+    pub check_untrained_accuracy: bool,
+    pub label_level: usize,
+    pub primary_metric: String,
+    pub seed: u64,
+    pub eval: EvalSettings,
+}
+
+impl Settings {
+    /// Accuracy table of a split: `accuracies_normalized_compared_to_self_GlobalEmbeddingSpaceTester_level_0_VAL`
+    /// (the tester's name as configured).
+    pub fn accuracy_table(&self, split: &str) -> String {
+        format!(
+            "accuracies_{}_{}_level_{}_{}",
+            self.eval.table_tag(),
+            self.eval.tester_name(),
+            self.label_level,
+            split.to_uppercase()
+        )
+    }
+
+    /// The primary metric (`eval_metric_for_best_epoch`) of an evaluation.
+    pub fn primary(&self, metrics: &BTreeMap<String, f64>) -> Result<f64> {
+        metrics.get(&self.primary_metric).copied().ok_or_else(|| {
+            config_error(format!(
+                "eval_metric_for_best_epoch `{}` is not a computed metric; available: {}",
+                self.primary_metric,
+                metrics.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })
+    }
+
+    pub fn from_config(cfg: &Config) -> Result<Settings> {
+        let save_interval = cfg.usize("save_interval", Some(2))?;
+        if save_interval == 0 {
+            return Err(config_error("save_interval must be at least 1"));
+        }
+        let iterations_per_epoch = cfg.usize("iterations_per_epoch", Some(100))?;
+        if iterations_per_epoch == 0 {
+            return Err(config_error("iterations_per_epoch must be at least 1"));
+        }
+        let batch_size = cfg.usize("batch_size", Some(32))?;
+        if batch_size < 2 {
+            return Err(config_error("batch_size must be at least 2"));
+        }
+        let primary_metric = match cfg.get("eval_metric_for_best_epoch") {
+            Some(_) => cfg.str("eval_metric_for_best_epoch", "")?,
+            None => cfg.str("eval_primary_metric", "mean_average_precision_at_r")?,
+        }
+        .to_string();
+        let num_epochs = match cfg.get("num_epochs_train") {
+            Some(serde_json::Value::Object(m)) => {
+                let mut per_fold = BTreeMap::new();
+                for (fold, v) in m {
+                    let n = v.as_u64().ok_or_else(|| {
+                        config_error(format!(
+                            "num_epochs_train/{fold} must be a non-negative integer, got {v}"
+                        ))
+                    })?;
+                    per_fold.insert(fold.clone(), n as i64);
+                }
+                NumEpochs::PerFold(per_fold)
+            }
+            _ => NumEpochs::All(cfg.usize("num_epochs_train", Some(1000))? as i64),
+        };
+        Ok(Settings {
+            num_epochs,
+            iterations_per_epoch,
+            save_interval,
+            patience: cfg.optional_usize("patience")?,
+            batch_size,
+            check_untrained_accuracy: cfg.bool("check_untrained_accuracy", true)?,
+            label_level: cfg.usize("label_hierarchy_level", Some(0))?,
+            primary_metric,
+            seed: cfg.usize("seed", Some(0))? as u64,
+            eval: EvalSettings::from_config(cfg)?,
+        })
+    }
+}
