@@ -3,6 +3,7 @@
 //! to stderr. Exit status 0 only after a `result` event.
 
 mod accuracy;
+mod bench_cli;
 mod checkpoints;
 mod datasets;
 mod device;
@@ -20,6 +21,7 @@ mod numerics;
 mod optimizers;
 #[cfg(test)]
 mod parity_tests;
+mod precision;
 mod records;
 mod reducers;
 mod registry;
@@ -43,6 +45,7 @@ use std::process::ExitCode;
 const USAGE: &str = "usage: metricbench-worker    (reads one protocol-v1 job line on stdin)\n\
                      \x20      metricbench-worker components [--format table|json]\n\
                      \x20      metricbench-worker eval-embeddings --embeddings E.npy --labels L.npy ...\n\
+                     \x20      metricbench-worker bench-trunk --trunk resnet50 [--batch 32 --size 227 ...]\n\
                      \x20      metricbench-worker --version";
 
 fn fail(kind: ErrorKind, message: String) -> ExitCode {
@@ -114,6 +117,15 @@ fn main() -> ExitCode {
         Some("components") => return components(&args[1..]),
         Some("eval-embeddings") => {
             return match eval_cli::run(&args[1..]) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error ({}): {e:#}", kind_of(&e));
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Some("bench-trunk") => {
+            return match bench_cli::run(&args[1..]) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error ({}): {e:#}", kind_of(&e));

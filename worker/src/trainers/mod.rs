@@ -13,6 +13,7 @@ use crate::losses::pipeline::LossPipeline;
 use crate::losses::BuildContext;
 use crate::models::{self, Model};
 use crate::optimizers::{trainable, Optimizer};
+use crate::precision::{LossScaler, Precision};
 use crate::reducers::Stats;
 use crate::spec::{unknown_class, Config};
 use crate::tuples::IndicesTuple;
@@ -84,6 +85,10 @@ pub struct Components {
     /// Statistics of the losses and miners computed since the last [`Components::take_stats`].
     stats: RefCell<BTreeMap<String, Stats>>,
     pub method: Method,
+    /// `mixed_precision` of the forward pass and losses.
+    pub precision: Precision,
+    /// Loss scaling for fp16.
+    scaler: LossScaler,
 }
 
 impl Components {
@@ -402,5 +407,7 @@ pub fn build(
         optimizers,
         method,
         stats: RefCell::new(BTreeMap::new()),
+        precision: Precision::from_config(cfg, device)?,
+        scaler: LossScaler::default(),
     })
 }
