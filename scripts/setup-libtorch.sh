@@ -43,8 +43,16 @@ else
     "$python" -m venv "$VENV"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2
     "$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar off \
-        "torch==$TORCH_VERSION" >&2
+        "torch==$TORCH_VERSION" numpy >&2
     touch "$marker"
+fi
+
+# torch imports NumPy when it can and warns "Failed to initialize NumPy" when it is missing. Nothing
+# here needs NumPy, but the warning would alarm every user, so the environment has it (environments
+# made before this line lack it and get it once).
+if ! "$VENV/bin/python" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("numpy") is None)'; then
+    say "installing numpy into $VENV (torch warns without it)"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --progress-bar off numpy >&2
 fi
 
 "$VENV/bin/python" - <<'PY' >&2

@@ -3,33 +3,10 @@
 
 use crate::cli_values::{self, CliValue};
 use crate::config::{self, Merged, Selection};
+use crate::flags;
 use anyhow::{bail, Context, Result};
 use serde_yaml::Value;
 use std::path::PathBuf;
-
-/// Flags that steer the tool and are never config keys. `experiment_name`, `root_experiment_folder`,
-/// `dataset_root` and `root_config_folder` get their own fields in [`CommonArgs`]; the others are
-/// kept in [`CommonArgs::tool_flags`] for the command that understands them.
-pub const TOOL_FLAGS: [&str; 18] = [
-    "experiment_name",
-    "root_experiment_folder",
-    "dataset_root",
-    "root_config_folder",
-    "resume_training",
-    "evaluate",
-    "evaluate_ensemble",
-    "reproduce_results",
-    "merge_argparse_when_resuming",
-    "bayes_opt_iters",
-    "bayesian_optimization_n_iter",
-    "parallel",
-    "reproductions",
-    "executor",
-    "prune",
-    "prune_warmup",
-    "trial_timeout",
-    "format",
-];
 
 /// The parsed command line of `run`, `tune` or `config`.
 #[derive(Debug, Clone)]
@@ -141,7 +118,8 @@ impl CommonArgs {
                 "dataset_root" => dataset_root = as_string(&cv)?.into(),
                 "root_config_folder" => root_config_folder = Some(PathBuf::from(as_string(&cv)?)),
                 k if k.starts_with("config_") => lists.push(cv),
-                k if TOOL_FLAGS.contains(&k) => tool_flags.push(cv),
+                // Tool flags (the table in `flags`) other than the four above.
+                k if flags::is_tool_flag(k) => tool_flags.push(cv),
                 _ => overrides.push(cv),
             }
         }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod config_cmd;
 pub mod executor;
 pub mod experiment;
+pub mod flags;
 pub mod optimizer;
 pub mod run;
 pub mod search_space;

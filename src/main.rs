@@ -2,7 +2,43 @@
 //! commands keep working; `--KEY VALUE` pairs that are not tool flags are config overrides.
 
 use clap::{Parser, Subcommand};
+use metricbench::flags;
 use std::process::ExitCode;
+
+/// `run`, `tune` and `config` list their flags themselves (from the table in `flags`), since
+/// clap only sees one list of tokens that may hold any `--KEY VALUE` config override.
+const HELP_TEMPLATE: &str = "{about-with-newline}\n{usage-heading} {usage}{after-help}";
+
+const RUN_EXAMPLES: &str =
+    "  metricbench run --experiment_name test1 --config_general default with_cars196
+  metricbench run --experiment_name test1 --resume_training
+  metricbench run --experiment_name test2 --optimizers {trunk_optimizer: {Adam: {lr: 0.01}}}
+
+Ctrl-C stops after the next evaluation (resumable); a second Ctrl-C kills the worker.
+See docs/experiments.md.";
+
+const TUNE_EXAMPLES: &str =
+    "  metricbench tune --experiment_name study1 --config_loss_and_miners default bayes_example \\
+      --bayes_opt_iters 20 --parallel 2
+  metricbench tune --experiment_name study1            # resume with the study's saved flags
+  metricbench tune --experiment_name study1 --bayes_opt_iters 40   # extend it to 40 trials
+
+Re-running a study's command resumes it. See docs/tuning.md.";
+
+const CONFIG_EXAMPLES: &str = "  metricbench config --config_loss_and_miners default bayes_example
+  metricbench config --format json --batch_size 64
+
+--experiment_name and tune's flags are accepted and ignored. See docs/configs.md.";
+
+/// The help after the usage line of `run`, `tune` or `config`: the flags, then examples.
+fn command_help(command: flags::Commands) -> String {
+    let examples = match command {
+        flags::RUN => RUN_EXAMPLES,
+        flags::TUNE => TUNE_EXAMPLES,
+        _ => CONFIG_EXAMPLES,
+    };
+    format!("{}\nExamples:\n{examples}", flags::help(command))
+}
 
 #[derive(Parser)]
 #[command(
@@ -21,31 +57,22 @@ struct Cli {
 enum Commands {
     /// Train and evaluate one experiment.
     #[command(
-        after_help = "Flags: --experiment_name NAME (required), --root_experiment_folder DIR \
-        (default experiments), --dataset_root DIR (default datasets), --root_config_folder DIR \
-        (default ./configs), --config_general a b c (likewise config_models, config_optimizers, \
-        config_loss_and_miners, config_transforms, config_eval), and any config key as \
-        --KEY VALUE (YAML; braces may span words: --optimizers {trunk_optimizer: {Adam: {lr: 0.01}}}). \
-        Lifecycle: --resume_training [latest|best] continues an experiment from its checkpoints; \
-        --evaluate [--splits_to_eval [val, test]] evaluates its best checkpoints (and the \
-        ConcatenateEmbeddings ensemble on test); --reproduce_results PATH re-runs the experiment at \
-        PATH under the new --experiment_name. Ctrl-C stops after the next evaluation (resumable). \
-        See docs/experiments.md."
+        override_usage = "metricbench run --experiment_name NAME [FLAG VALUE]... [--KEY VALUE]...",
+        help_template = HELP_TEMPLATE,
+        after_help = command_help(flags::RUN)
     )]
     Run {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0.., hide = true)]
         args: Vec<String>,
     },
     /// Tune the search parameters of a config with Bayesian optimisation (a study of many trials).
     #[command(
-        after_help = "Flags: --experiment_name NAME (the study folder), --bayes_opt_iters N \
-        (alias --bayesian_optimization_n_iter; required), --parallel K (workers at once, default 1), \
-        --reproductions R (retrain the best trial R times), --prune median, --prune_warmup N, \
-        --trial_timeout SECS, --executor local, plus every flag of run. Re-running the same \
-        command resumes the study."
+        override_usage = "metricbench tune --experiment_name NAME [--bayes_opt_iters N] [FLAG VALUE]... [--KEY VALUE]...",
+        help_template = HELP_TEMPLATE,
+        after_help = command_help(flags::TUNE)
     )]
     Tune {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0.., hide = true)]
         args: Vec<String>,
     },
     /// Rewrite a study's tables, plots and report.html from its study.db.
@@ -55,13 +82,12 @@ enum Commands {
     },
     /// Print the merged config and its search space; runs nothing.
     #[command(
-        after_help = "Takes the same flags as run and tune (--experiment_name is optional and \
-        ignored): --root_config_folder DIR, --config_general a b c (one flag per category), and any \
-        config key as --KEY VALUE. --format json prints {\"config\": {...}, \"categories\": \
-        {...}, \"search_space\": [...]} instead of YAML and a table (see docs/configs.md)."
+        override_usage = "metricbench config [FLAG VALUE]... [--KEY VALUE]...",
+        help_template = HELP_TEMPLATE,
+        after_help = command_help(flags::CONFIG)
     )]
     Config {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0.., hide = true)]
         args: Vec<String>,
     },
     /// List the components configs can name (losses, miners, distances, reducers, regularizers,
@@ -75,7 +101,7 @@ enum Commands {
     #[command(
         name = "eval-embeddings",
         disable_help_flag = true,
-        after_help = "Runs `metricbench-worker eval-embeddings` (the worker links libtorch) and \
+        after_help = "Runs the worker's eval-embeddings (the worker links libtorch) and \
         passes its output through. Flags: --embeddings E.npy --labels L.npy [--reference R.npy \
         --reference_labels RL.npy [--ref_includes_query]] [--k max_bin_count|all|N] \
         [--avg_of_avgs] [--per_class] [--metrics a,b | --exclude a,b] [--oml_k 1,5,10] \
@@ -109,20 +135,42 @@ fn components(format: &str) -> anyhow::Result<()> {
 fn eval_embeddings(args: &[String]) -> anyhow::Result<ExitCode> {
     use anyhow::Context;
     let worker = metricbench::executor::default_worker()?;
-    let status = std::process::Command::new(&worker)
+    let mut command = std::process::Command::new(&worker);
+    command
         .arg("eval-embeddings")
         .args(args)
-        .envs(metricbench::executor::worker_environment(1))
+        .envs(metricbench::executor::worker_environment(1));
+    // The worker's usage names its own binary; the user typed `metricbench eval-embeddings`.
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        let out = command
+            .output()
+            .with_context(|| format!("cannot run {}", worker.display()))?;
+        let rename = |bytes: &[u8]| {
+            String::from_utf8_lossy(bytes).replace(
+                "metricbench-worker eval-embeddings",
+                "metricbench eval-embeddings",
+            )
+        };
+        print!("{}", rename(&out.stdout));
+        eprint!("{}", rename(&out.stderr));
+        return Ok(exit_code(out.status));
+    }
+    let status = command
         .status()
         .with_context(|| format!("cannot run {}", worker.display()))?;
-    Ok(match status.code() {
+    Ok(exit_code(status))
+}
+
+/// The worker's exit status as ours.
+fn exit_code(status: std::process::ExitStatus) -> ExitCode {
+    match status.code() {
         Some(0) => ExitCode::SUCCESS,
         Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         None => {
             eprintln!("error: the worker was killed by a signal ({status})");
             ExitCode::FAILURE
         }
-    })
+    }
 }
 
 fn main() -> ExitCode {

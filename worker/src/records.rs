@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result};
 use metricbench_protocol::fsutil::write_atomic;
-use std::io::Write;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// A table of rows with a fixed column order (the first row's keys, then new keys as they appear).
@@ -24,26 +24,31 @@ impl CsvTable {
     }
 
     /// Opens a table with the rows already in its file (none if there is no file), so resumed and
-    /// repeated runs append to what earlier runs recorded. Cells hold numbers and plain words only
-    /// (this module never writes commas or quotes inside a cell), so a plain split reads them back.
+    /// repeated runs append to what earlier runs recorded. Read with the `csv` crate, so a cell holding
+    /// commas, quotes or line breaks comes back as it was written.
     pub fn load(folder: &Path, name: &str) -> Result<Self> {
         let mut table = CsvTable::new(folder, name);
-        let text = match std::fs::read_to_string(&table.path) {
+        let text = match std::fs::read(&table.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(table),
             Err(e) => {
                 return Err(e).with_context(|| format!("cannot read {}", table.path.display()))
             }
         };
-        let mut lines = text.lines();
-        if let Some(header) = lines.next() {
-            table.columns = header.split(',').map(str::to_string).collect();
-            for line in lines.filter(|l| !l.is_empty()) {
+        let mut reader = csv_reader(&text);
+        let bad = |e: csv::Error| {
+            anyhow::anyhow!("{} is not a readable CSV table: {e}", table.path.display())
+        };
+        let mut records = reader.records();
+        if let Some(header) = records.next() {
+            table.columns = header.map_err(bad)?.iter().map(str::to_string).collect();
+            for record in records {
+                let record = record.map_err(bad)?;
                 let row = table
                     .columns
                     .iter()
                     .cloned()
-                    .zip(line.split(',').map(str::to_string))
+                    .zip(record.iter().map(str::to_string))
                     .filter(|(_, v)| !v.is_empty())
                     .collect();
                 table.rows.push(row);
@@ -80,22 +85,19 @@ impl CsvTable {
     }
 
     fn write(&self) -> Result<()> {
-        let mut text = self.columns.join(",");
-        text.push('\n');
+        let mut out = csv::Writer::from_writer(Vec::new());
+        out.write_record(&self.columns)?;
         for row in &self.rows {
-            let cells: Vec<&str> = self
-                .columns
-                .iter()
-                .map(|c| {
-                    row.iter()
-                        .find(|(k, _)| k == c)
-                        .map_or("", |(_, v)| v.as_str())
-                })
-                .collect();
-            text.push_str(&cells.join(","));
-            text.push('\n');
+            out.write_record(self.columns.iter().map(|c| {
+                row.iter()
+                    .find(|(k, _)| k == c)
+                    .map_or("", |(_, v)| v.as_str())
+            }))?;
         }
-        write_atomic(&self.path, text.as_bytes())?;
+        let text = out
+            .into_inner()
+            .map_err(|e| anyhow::anyhow!("cannot format {}: {e}", self.path.display()))?;
+        write_atomic(&self.path, &text)?;
         self.mirror_to_db()
     }
 
@@ -219,7 +221,7 @@ pub fn row_value(row: &[(String, String)], column: &str) -> Option<f64> {
 /// A per-iteration series (`loss_histories.csv`, learning rates), appended line by line and flushed
 /// every epoch: rewriting a growing file atomically every iteration would cost quadratic time.
 pub struct IterationLog {
-    file: std::io::BufWriter<std::fs::File>,
+    file: csv::Writer<File>,
     db: rusqlite::Connection,
     name: String,
     columns: Vec<String>,
@@ -227,38 +229,49 @@ pub struct IterationLog {
     pending: Vec<(u64, Vec<f64>)>,
 }
 
+/// A reader of the records' CSVs: first record the header, rows of any length (a table's columns
+/// grow as new metrics appear), empty lines skipped.
+fn csv_reader(text: &[u8]) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(text)
+}
+
 /// Rewrites a per-iteration CSV (first column: iteration) keeping its rows of iterations
 /// `<= keep_through` (what an earlier run wrote before the checkpoint this run resumes from; none
 /// when 0) under `header`, atomically, and opens it for appending.
-fn reopen_csv(path: &Path, header: &str, keep_through: u64) -> Result<std::fs::File> {
-    let mut kept = format!("{header}\n");
+fn reopen_csv(path: &Path, header: &[String], keep_through: u64) -> Result<csv::Writer<File>> {
+    let mut kept = csv::Writer::from_writer(Vec::new());
+    kept.write_record(header)?;
     if keep_through > 0 {
-        if let Ok(old) = std::fs::read_to_string(path) {
-            for line in old.lines().skip(1) {
-                let it = line.split(',').next().and_then(|v| v.parse::<u64>().ok());
+        if let Ok(old) = std::fs::read(path) {
+            for record in csv_reader(&old).records().skip(1) {
+                // A row cut short by a crash (or otherwise unreadable) is not kept.
+                let Ok(record) = record else { continue };
+                let it = record.get(0).and_then(|v| v.parse::<u64>().ok());
                 if it.is_some_and(|i| i <= keep_through) {
-                    kept.push_str(line);
-                    kept.push('\n');
+                    kept.write_record(&record)?;
                 }
             }
         }
     }
-    write_atomic(path, kept.as_bytes())?;
-    std::fs::OpenOptions::new()
+    let kept = kept
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("cannot format {}: {e}", path.display()))?;
+    write_atomic(path, &kept)?;
+    let file = std::fs::OpenOptions::new()
         .append(true)
         .open(path)
-        .with_context(|| format!("cannot open {}", path.display()))
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    Ok(csv::Writer::from_writer(file))
 }
 
 impl IterationLog {
     /// Opens `<folder>/<name>.csv` keeping the rows of iterations `<= keep_through` (those an earlier
     /// run wrote before the checkpoint this run resumes from), or starts it with `header`.
     pub fn open(folder: &Path, name: &str, header: &[String], keep_through: u64) -> Result<Self> {
-        let file = reopen_csv(
-            &folder.join(format!("{name}.csv")),
-            &header.join(","),
-            keep_through,
-        )?;
+        let file = reopen_csv(&folder.join(format!("{name}.csv")), header, keep_through)?;
         let db = db::open(folder)?;
         db::ensure_table(&db, name, header, &vec![true; header.len()])?;
         db.execute(
@@ -266,7 +279,7 @@ impl IterationLog {
             [keep_through as i64],
         )?;
         Ok(IterationLog {
-            file: std::io::BufWriter::new(file),
+            file,
             db,
             name: name.to_string(),
             columns: header.to_vec(),
@@ -275,8 +288,8 @@ impl IterationLog {
     }
 
     pub fn record(&mut self, iteration: u64, values: &[f64]) -> Result<()> {
-        let cells: Vec<String> = values.iter().map(|v| cell(*v)).collect();
-        writeln!(self.file, "{iteration},{}", cells.join(","))?;
+        let cells = std::iter::once(iteration.to_string()).chain(values.iter().map(|v| cell(*v)));
+        self.file.write_record(cells)?;
         self.pending.push((iteration, values.to_vec()));
         Ok(())
     }
@@ -306,19 +319,14 @@ impl IterationLog {
 /// `iteration,component,stat,value` (the set of statistics varies by component). On resume, rows
 /// after the checkpoint's iteration are dropped as in [`IterationLog`].
 pub struct StatsLog {
-    file: std::io::BufWriter<std::fs::File>,
+    file: csv::Writer<File>,
 }
 
 impl StatsLog {
     pub fn open(folder: &Path, keep_through: u64) -> Result<Self> {
-        let file = reopen_csv(
-            &folder.join("loss_stats.csv"),
-            "iteration,component,stat,value",
-            keep_through,
-        )?;
-        Ok(StatsLog {
-            file: std::io::BufWriter::new(file),
-        })
+        let header = ["iteration", "component", "stat", "value"].map(String::from);
+        let file = reopen_csv(&folder.join("loss_stats.csv"), &header, keep_through)?;
+        Ok(StatsLog { file })
     }
 
     pub fn record(
@@ -328,7 +336,9 @@ impl StatsLog {
         stats: &crate::reducers::Stats,
     ) -> Result<()> {
         for (k, v) in stats {
-            writeln!(self.file, "{iteration},{component},{k},{}", cell(*v))?;
+            let it = iteration.to_string();
+            self.file
+                .write_record([it.as_str(), component, k.as_str(), &cell(*v)])?;
         }
         Ok(())
     }
@@ -415,6 +425,72 @@ mod tests {
         assert_eq!(
             rows,
             vec![vec![Some(1.0), Some(1.0)], vec![Some(2.0), Some(2.0)]]
+        );
+    }
+
+    #[test]
+    fn cells_with_commas_quotes_and_newlines_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let tricky = "a, b \"quoted\"\nsecond line";
+        let mut t = CsvTable::load(d, "acc_VAL").unwrap();
+        t.append(vec![
+            ("epoch".into(), "1".into()),
+            ("note, with comma".into(), tricky.into()),
+            ("map".into(), "0.5".into()),
+        ])
+        .unwrap();
+        t.append(vec![
+            ("epoch".into(), "2".into()),
+            ("map".into(), "0.7".into()),
+        ])
+        .unwrap();
+        let t = CsvTable::load(d, "acc_VAL").unwrap();
+        assert_eq!(
+            t.rows(),
+            &[
+                vec![
+                    ("epoch".to_string(), "1".to_string()),
+                    ("note, with comma".to_string(), tricky.to_string()),
+                    ("map".to_string(), "0.5".to_string()),
+                ],
+                vec![
+                    ("epoch".to_string(), "2".to_string()),
+                    ("map".to_string(), "0.7".to_string()),
+                ],
+            ]
+        );
+        assert_eq!(row_value(&t.rows()[1], "map"), Some(0.7));
+
+        // Per-iteration statistics: a component name with the same characters survives a resume,
+        // which rereads the file and keeps the rows up to the checkpoint.
+        let mut stats = StatsLog::open(d, 0).unwrap();
+        for it in 1..=3 {
+            let s: crate::reducers::Stats = [("num \"pos\", pairs".to_string(), it as f64)].into();
+            stats.record(it, tricky, &s).unwrap();
+        }
+        stats.flush().unwrap();
+        drop(stats);
+        drop(StatsLog::open(d, 2).unwrap());
+        let text = std::fs::read(d.join("loss_stats.csv")).unwrap();
+        let rows: Vec<Vec<String>> = csv_reader(&text)
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_string).collect())
+            .collect();
+        let row = |it: &str, v: &str| -> Vec<String> {
+            [it, tricky, "num \"pos\", pairs", v]
+                .map(String::from)
+                .to_vec()
+        };
+        assert_eq!(
+            rows,
+            vec![
+                ["iteration", "component", "stat", "value"]
+                    .map(String::from)
+                    .to_vec(),
+                row("1", "1"),
+                row("2", "2"),
+            ]
         );
     }
 }

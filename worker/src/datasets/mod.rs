@@ -5,6 +5,7 @@
 mod listing;
 mod synthetic;
 
+#[allow(unused_imports)] // used once the image pipeline is wired
 pub use listing::ImageListing;
 pub use synthetic::Synthetic;
 
