@@ -46,6 +46,14 @@ fn chain(convs: &[ConvBnRelu], x: &Tensor, mode: Mode) -> Tensor {
 }
 
 #[derive(Debug)]
+struct BlockE {
+    b1: ConvBnRelu,
+    b3: (ConvBnRelu, ConvBnRelu, ConvBnRelu),
+    d3: (ConvBnRelu, ConvBnRelu, ConvBnRelu, ConvBnRelu),
+    pool: ConvBnRelu,
+}
+
+#[derive(Debug)]
 enum Mixed {
     /// InceptionA: 1x1, 5x5, double 3x3, avg-pool projection.
     A([Vec<ConvBnRelu>; 4]),
@@ -56,12 +64,7 @@ enum Mixed {
     /// InceptionD: strided 3x3, 7x7 then strided 3x3, max pool.
     D([Vec<ConvBnRelu>; 2]),
     /// InceptionE: 1x1, 3x3 split into 1x3 | 3x1, double 3x3 likewise, avg-pool projection.
-    E {
-        b1: ConvBnRelu,
-        b3: (ConvBnRelu, ConvBnRelu, ConvBnRelu),
-        d3: (ConvBnRelu, ConvBnRelu, ConvBnRelu, ConvBnRelu),
-        pool: ConvBnRelu,
-    },
+    E(Box<BlockE>),
 }
 
 impl Mixed {
@@ -129,7 +132,7 @@ impl Mixed {
 
     fn e(p: &nn::Path, cin: i64) -> Mixed {
         let (r13, r31) = (ConvShape::rect(1, 3, 0, 1), ConvShape::rect(3, 1, 1, 0));
-        Mixed::E {
+        Mixed::E(Box::new(BlockE {
             b1: basic(p, "branch1x1", cin, 320, sq(1)),
             b3: (
                 basic(p, "branch3x3_1", cin, 384, sq(1)),
@@ -143,7 +146,7 @@ impl Mixed {
                 basic(p, "branch3x3dbl_3b", 384, 384, r31),
             ),
             pool: basic(p, "branch_pool", cin, 192, sq(1)),
-        }
+        }))
     }
 
     fn forward(&self, x: &Tensor, mode: Mode) -> Tensor {
@@ -157,7 +160,8 @@ impl Mixed {
             Mixed::B([b3, d3]) | Mixed::D([b3, d3]) => {
                 vec![chain(b3, x, mode), chain(d3, x, mode), max3s2(x)]
             }
-            Mixed::E { b1, b3, d3, pool } => {
+            Mixed::E(e) => {
+                let BlockE { b1, b3, d3, pool } = e.as_ref();
                 let y = b3.0.forward(x, mode);
                 let y = Tensor::cat(&[b3.1.forward(&y, mode), b3.2.forward(&y, mode)], 1);
                 let z = d3.1.forward(&d3.0.forward(x, mode), mode);
@@ -173,7 +177,7 @@ impl Mixed {
 enum Layer {
     Conv(ConvBnRelu),
     MaxPool,
-    Mixed(Mixed),
+    Mixed(Box<Mixed>),
     AvgPool,
     Dropout,
     /// The classification layer, identity here.
@@ -272,17 +276,17 @@ impl InceptionV3 {
                 ConvShape::square(3, 1, 0),
             )),
             Layer::MaxPool,
-            Layer::Mixed(Mixed::a(&(p / "Mixed_5b"), 192, 32)),
-            Layer::Mixed(Mixed::a(&(p / "Mixed_5c"), 256, 64)),
-            Layer::Mixed(Mixed::a(&(p / "Mixed_5d"), 288, 64)),
-            Layer::Mixed(Mixed::b(&(p / "Mixed_6a"), 288)),
-            Layer::Mixed(Mixed::c(&(p / "Mixed_6b"), 768, 128)),
-            Layer::Mixed(Mixed::c(&(p / "Mixed_6c"), 768, 160)),
-            Layer::Mixed(Mixed::c(&(p / "Mixed_6d"), 768, 160)),
-            Layer::Mixed(Mixed::c(&(p / "Mixed_6e"), 768, 192)),
-            Layer::Mixed(Mixed::d(&(p / "Mixed_7a"), 768)),
-            Layer::Mixed(Mixed::e(&(p / "Mixed_7b"), 1280)),
-            Layer::Mixed(Mixed::e(&(p / "Mixed_7c"), 2048)),
+            Layer::Mixed(Box::new(Mixed::a(&(p / "Mixed_5b"), 192, 32))),
+            Layer::Mixed(Box::new(Mixed::a(&(p / "Mixed_5c"), 256, 64))),
+            Layer::Mixed(Box::new(Mixed::a(&(p / "Mixed_5d"), 288, 64))),
+            Layer::Mixed(Box::new(Mixed::b(&(p / "Mixed_6a"), 288))),
+            Layer::Mixed(Box::new(Mixed::c(&(p / "Mixed_6b"), 768, 128))),
+            Layer::Mixed(Box::new(Mixed::c(&(p / "Mixed_6c"), 768, 160))),
+            Layer::Mixed(Box::new(Mixed::c(&(p / "Mixed_6d"), 768, 160))),
+            Layer::Mixed(Box::new(Mixed::c(&(p / "Mixed_6e"), 768, 192))),
+            Layer::Mixed(Box::new(Mixed::d(&(p / "Mixed_7a"), 768))),
+            Layer::Mixed(Box::new(Mixed::e(&(p / "Mixed_7b"), 1280))),
+            Layer::Mixed(Box::new(Mixed::e(&(p / "Mixed_7c"), 2048))),
             Layer::AvgPool,
             Layer::Dropout,
             Layer::Fc,

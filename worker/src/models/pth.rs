@@ -208,15 +208,15 @@ impl<'a> Unpickler<'a> {
     }
 
     fn add_items(&mut self, items: Vec<Value>) -> Result<()> {
-        match self.top()? {
-            Value::List(l) => l.borrow_mut().extend(items),
-            _ => {} // appends to an object we do not model: ignored
+        // Appends to an object we do not model are ignored.
+        if let Value::List(l) = self.top()? {
+            l.borrow_mut().extend(items);
         }
         Ok(())
     }
 
     fn set_items(&mut self, items: Vec<Value>) -> Result<()> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             bail!("malformed pickle: SETITEMS with an odd number of values");
         }
         if let Value::Dict(d) = self.top()? {
