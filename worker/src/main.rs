@@ -3,8 +3,10 @@
 //! to stderr. Exit status 0 only after a `result` event.
 
 mod accuracy;
+mod bench_cli;
 mod checkpoints;
 mod datasets;
+mod device;
 mod distances;
 mod errors;
 mod eval_cli;
@@ -21,6 +23,7 @@ mod numerics;
 mod optimizers;
 #[cfg(test)]
 mod parity_tests;
+mod precision;
 mod records;
 mod reducers;
 mod registry;
@@ -45,6 +48,7 @@ const USAGE: &str = "usage: metricbench-worker    (reads one protocol-v1 job lin
                      \x20      metricbench-worker components [--format table|json]\n\
                      \x20      metricbench-worker eval-embeddings --embeddings E.npy --labels L.npy ...\n\
                      \x20      metricbench-worker load-images --folder DIR [--workers N] ...\n\
+                     \x20      metricbench-worker bench-trunk --trunk resnet50 [--batch 32 --size 227 ...]\n\
                      \x20      metricbench-worker --version";
 
 fn fail(kind: ErrorKind, message: String) -> ExitCode {
@@ -125,6 +129,15 @@ fn main() -> ExitCode {
         }
         Some("eval-embeddings") => {
             return match eval_cli::run(&args[1..]) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error ({}): {e:#}", kind_of(&e));
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Some("bench-trunk") => {
+            return match bench_cli::run(&args[1..]) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error ({}): {e:#}", kind_of(&e));

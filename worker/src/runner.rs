@@ -644,4 +644,17 @@ mod tests {
         let e = build(json!({"special_split_scheme_name": "random"}));
         assert!(e.contains("old_approach or predefined"), "{e}");
     }
+
+    #[test]
+    fn device_cuda_without_a_gpu_is_a_clear_error() {
+        if tch::Cuda::device_count() > 0 {
+            eprintln!("SKIPPED: a GPU is present");
+            return;
+        }
+        for name in ["cuda", "cuda:1"] {
+            let e = format!("{:#}", parse_device(name).unwrap_err());
+            assert!(e.contains("0 CUDA device(s) are available"), "{e}");
+        }
+        assert_eq!(parse_device("auto").unwrap(), Device::Cpu);
+    }
 }

@@ -131,6 +131,12 @@ impl Spec {
         self.kwargs.remove(name).filter(|v| !v.is_null())
     }
 
+    /// A kwarg of free-form type (`pretrained: true | imagenet | <path>`), `None` when absent/null;
+    /// the caller checks the type and names `kwarg_path(name)` in its errors.
+    pub fn value(&mut self, name: &'static str, ty: &'static str, default: &str) -> Option<Value> {
+        self.take(name, ty, default.to_string())
+    }
+
     /// The kwargs asked for so far: (name, type, default).
     pub fn known(&self) -> &[(&'static str, &'static str, String)] {
         &self.known

@@ -198,6 +198,10 @@ pub fn embeddings(
     device: Device,
 ) -> Result<Tensor> {
     let _guard = tch::no_grad_guard();
+    // Evaluation mode (BatchNorm running statistics, no dropout), restored afterwards so training
+    // continues in the mode it was in.
+    let _trunk_mode = EvalMode::enter(trunk);
+    let _embedder_mode = embedder.map(EvalMode::enter);
     let requests: Vec<BatchRequest> = indices
         .chunks(settings.batch_size)
         .map(|chunk| BatchRequest {
@@ -208,7 +212,7 @@ pub fn embeddings(
     let parts = with_batches(dataset, &requests, false, settings.num_workers, |batches| {
         let mut parts = Vec::new();
         while let Some(x) = batches.next_batch() {
-            let x = x?.to_device(device);
+            let x = crate::device::upload(x?, device);
             let mut e = trunk.forward(&x);
             if let Some(embedder) = embedder {
                 e = embedder.forward(&e);
@@ -225,6 +229,27 @@ pub fn embeddings(
         settings.pca,
         settings.normalize_embeddings,
     )
+}
+
+/// A model switched to evaluation mode until this guard drops.
+struct EvalMode<'a> {
+    model: &'a Model,
+    was_training: bool,
+}
+
+impl<'a> EvalMode<'a> {
+    fn enter(model: &'a Model) -> EvalMode<'a> {
+        EvalMode {
+            model,
+            was_training: model.set_train(false),
+        }
+    }
+}
+
+impl Drop for EvalMode<'_> {
+    fn drop(&mut self) {
+        self.model.set_train(self.was_training);
+    }
 }
 
 /// One split's embeddings and labels at every hierarchy level.
@@ -496,9 +521,11 @@ mod tests {
         )
         .unwrap();
         let dataset = dataset.as_ref();
-        let trunk =
-            crate::models::build_trunk(&json!({"MLP": {"layer_sizes": [12]}}), 16, Device::Cpu)
-                .unwrap();
+        let trunk = crate::models::build_trunk(
+            &json!({"MLP": {"layer_sizes": [12]}}),
+            &crate::models::TrunkOptions::features(16, Device::Cpu),
+        )
+        .unwrap();
         let splits = vec![
             (
                 "train".to_string(),

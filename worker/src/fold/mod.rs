@@ -94,8 +94,12 @@ impl FoldContext<'_> {
     /// seeded for the fold first, so every call gives the models training starts from.
     pub fn build_components(&self, training: &TrainingSet) -> Result<Components> {
         tch::manual_seed(self.settings.seed as i64 + self.fold_index as i64);
-        let input_dim = self.dataset.sample_shape().iter().product::<i64>();
-        trainers::build(self.cfg, input_dim, &training.labels, self.device)
+        trainers::build(
+            self.cfg,
+            &self.dataset.sample_shape(),
+            &training.labels,
+            self.device,
+        )
     }
 }
 
@@ -310,10 +314,12 @@ pub fn train_fold(ctx: &FoldContext, resume: Option<ResumeFrom>) -> Result<FoldR
                 let pos_tensor =
                     Tensor::from_slice(&positions.iter().map(|&p| p as i64).collect::<Vec<_>>());
                 let batch_labels = train_labels.index_select(0, &pos_tensor).to_device(device);
-                let x = batches
-                    .next_batch()
-                    .context("the batch loader ended early")??
-                    .to_device(device);
+                let x = crate::device::upload(
+                    batches
+                        .next_batch()
+                        .context("the batch loader ended early")??,
+                    device,
+                );
 
                 let step = c.train_step(x, batch_labels, epoch, &mut method_rng, &mut |k, s| {
                     logs.stats(iteration, k, s)

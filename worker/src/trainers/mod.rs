@@ -13,6 +13,7 @@ use crate::losses::pipeline::LossPipeline;
 use crate::losses::BuildContext;
 use crate::models::{self, Model};
 use crate::optimizers::{trainable, Optimizer};
+use crate::precision::{LossScaler, Precision};
 use crate::reducers::Stats;
 use crate::spec::{unknown_class, Config};
 use crate::tuples::IndicesTuple;
@@ -84,6 +85,10 @@ pub struct Components {
     /// Statistics of the losses and miners computed since the last [`Components::take_stats`].
     stats: RefCell<BTreeMap<String, Stats>>,
     pub method: Method,
+    /// `mixed_precision` of the forward pass and losses.
+    pub precision: Precision,
+    /// Loss scaling for fp16.
+    scaler: LossScaler,
 }
 
 impl Components {
@@ -241,10 +246,11 @@ fn weight_of(weights: &serde_json::Map<String, serde_json::Value>, name: &str) -
 /// labels (the classifier's number of classes comes from them).
 pub fn build(
     cfg: &Config,
-    input_dim: i64,
+    sample_shape: &[i64],
     train_labels: &[i64],
     device: Device,
 ) -> Result<Components> {
+    let trunk_options = models::TrunkOptions::from_config(cfg, sample_shape, device)?;
     let method = method_name(cfg)?;
     let models_cfg = cfg.require("models")?;
     let spec_of = |role: &str| {
@@ -254,9 +260,9 @@ pub fn build(
             .ok_or_else(|| config_error(format!("`models` has no `{role}` entry")))
     };
     let (trunk, embedder) = if method == "CascadedEmbeddings" {
-        models::build_cascaded(spec_of("trunk")?, spec_of("embedder")?, input_dim, device)?
+        models::build_cascaded(spec_of("trunk")?, spec_of("embedder")?, &trunk_options)?
     } else {
-        let trunk = models::build_trunk(spec_of("trunk")?, input_dim, device)?;
+        let trunk = models::build_trunk(spec_of("trunk")?, &trunk_options)?;
         let embedder = models::build_embedder(spec_of("embedder")?, trunk.output_dim, device)?;
         (trunk, embedder)
     };
@@ -401,5 +407,7 @@ pub fn build(
         optimizers,
         method,
         stats: RefCell::new(BTreeMap::new()),
+        precision: Precision::from_config(cfg, device)?,
+        scaler: LossScaler::default(),
     })
 }

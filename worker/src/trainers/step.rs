@@ -5,6 +5,7 @@
 //! evaluation, checkpoints, records) calls this once per batch and knows nothing of the method.
 
 use super::Components;
+use crate::precision::Precision;
 use crate::reducers::Stats;
 use anyhow::Result;
 use rand_chacha::ChaCha8Rng;
@@ -45,7 +46,8 @@ impl Components {
                 labels = labels.index_select(0, &keep);
             }
         }
-        let parts = self.batch_losses(&x, &labels, epoch, rng)?;
+        let precision = self.precision;
+        let parts = precision.run(|| self.batch_losses(&x, &labels, epoch, rng))?;
         for (component, stats) in self.take_stats() {
             record_stats(&component, &stats)?;
         }
@@ -88,11 +90,22 @@ impl Components {
             .filter(|(_, learns)| **learns)
             .flat_map(|(o, _)| o.parameters().map(Tensor::shallow_clone))
             .collect();
-        let grads = if total.requires_grad() && !inputs.is_empty() {
-            Tensor::run_backward(&[total], &inputs, false, false)
+        let fp16 = self.precision == Precision::Float16;
+        let mut grads = if total.requires_grad() && !inputs.is_empty() {
+            // fp16: gradients of the scaled loss, so small ones do not flush to zero.
+            let target = if fp16 {
+                total * self.scaler.scale
+            } else {
+                total.shallow_clone()
+            };
+            Tensor::run_backward(&[&target], &inputs, false, false)
         } else {
             inputs.iter().map(|_| Tensor::new()).collect()
         };
+        if fp16 && !self.scaler.unscale(&mut grads) {
+            // An overflow: this step is skipped and the scale lowered, as GradScaler does.
+            return;
+        }
         let mut grads = grads.as_slice();
         for (opt, learns) in self.optimizers.iter_mut().zip(learners) {
             if learns {
