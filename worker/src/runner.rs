@@ -131,10 +131,15 @@ fn prepare(job: &Job) -> Result<Prepared<'_>> {
     trainers::method_name(&cfg)?;
     let device = parse_device(cfg.str("device", "auto")?)?;
     tch::manual_seed(settings.seed as i64);
+    // The image pipeline produces what the trunk declares it wants (trunks over feature vectors
+    // declare nothing; images then get torchvision's convention, e.g. for an MLP over pixels).
+    let trunk_convention = match cfg.get("models").and_then(|m| m.get("trunk")) {
+        Some(spec) => crate::models::input_convention(spec)?,
+        None => None,
+    };
     let options = datasets::BuildOptions {
         transforms: cfg.get("transforms"),
-        // The trunk's declared convention once image trunks exist; until then torchvision's.
-        convention: crate::input_convention::InputConvention::IMAGENET,
+        convention: trunk_convention.unwrap_or(crate::input_convention::InputConvention::IMAGENET),
         dataset_root: PathBuf::from(cfg.str("dataset_root", "datasets")?),
         seed: settings.seed,
         workers: settings.dataloader_num_workers,

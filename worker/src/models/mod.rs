@@ -254,8 +254,6 @@ fn canonical(class: &str) -> &str {
 
 /// The input convention of the trunk a spec names (`None` for trunks over feature vectors), so the
 /// image pipeline can be set up before the trunk is built.
-// The image pipeline (a parallel branch) calls it; until it lands only the tests do.
-#[cfg_attr(not(test), allow(dead_code))]
 pub fn input_convention(trunk_spec: &serde_json::Value) -> Result<Option<InputConvention>> {
     let mut spec = Spec::parse("models/trunk", trunk_spec)?;
     Ok(match canonical(&spec.class) {

@@ -634,7 +634,11 @@ pub fn read(path: &Path) -> Result<Vec<(String, Tensor)>> {
 fn read_zip(data: &[u8]) -> Result<Vec<(String, Tensor)>> {
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(data))
         .context("the zip directory is unreadable (truncated or not a torch.save file)")?;
-    let names: Vec<String> = archive.file_names().map(str::to_string).collect();
+    let names: Vec<String> = archive
+        .file_names()
+        .map(|name| name.map(|n| n.into_owned()))
+        .collect::<Result<_, _>>()
+        .context("the zip directory has an unreadable entry name")?;
     let pkl = names
         .iter()
         .find(|n| n.ends_with("/data.pkl") && n.matches('/').count() == 1)
