@@ -8,9 +8,12 @@ pub mod config_cmd;
 pub mod executor;
 pub mod experiment;
 pub mod optimizer;
+pub mod report;
+pub mod report_command;
 pub mod run;
 pub mod search_space;
 pub mod study;
+pub mod tensorboard;
 
 // The worker contract lives in its own crate so workers need not depend on the coordinator.
 pub use metricbench_protocol::{fsutil, protocol};

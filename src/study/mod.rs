@@ -13,11 +13,13 @@
 //! coordinators off one study, so a killed coordinator never leaves an orphan writing into a trial
 //! that its successor resumes.
 
+pub mod insights;
 pub mod plots;
 pub mod pruner;
 pub mod report;
 pub mod sampler;
 pub mod storage;
+pub mod tensorboard_export;
 
 use crate::args::{as_string, CommonArgs};
 use crate::cli_values::CliValue;
@@ -474,7 +476,9 @@ pub fn report_command(path: &Path) -> Result<()> {
         path.file_name()
             .map_or("study".into(), |n| n.to_string_lossy().into_owned())
     });
-    plots::write_html_report(path, &name, &space, &trials, &metric, None)?;
+    let intermediate = store.intermediate_values()?;
+    plots::write_html_report(path, &name, &space, &trials, &intermediate, &metric, None)?;
+    tensorboard_export::write(path, &name, &space, &trials, &intermediate, &metric)?;
     println!(
         "{}
 wrote {}",
@@ -494,6 +498,14 @@ pub fn tune(args: TuneArgs) -> Result<StudySummary> {
     runtime.block_on(search(&study))?;
     let trials = study.store.trials()?;
     report::write_trial_files(&study.folder, &study.space, &trials, &study.primary_metric)?;
+    tensorboard_export::write(
+        &study.folder,
+        &study.args.experiment_name,
+        &study.space,
+        &trials,
+        &study.store.intermediate_values()?,
+        &study.primary_metric,
+    )?;
     let best = report::best_trial(&trials);
     let Some(best) = best else {
         let first_error = trials
@@ -512,6 +524,7 @@ pub fn tune(args: TuneArgs) -> Result<StudySummary> {
         &study.args.experiment_name,
         &study.space,
         &trials,
+        &study.store.intermediate_values()?,
         &study.primary_metric,
         Some(&test_report),
     )?;
