@@ -10,7 +10,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../../.." && pwd)"
 cd "$root"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/metricbench/target}"
-cargo build -p metricbench >&2
+[ -n "${SKIP_BUILD:-}" ] || cargo build -p metricbench >&2
 bin="$CARGO_TARGET_DIR/debug/metricbench"
 out="$(mktemp -d)"
 trap 'rm -rf "$out"' EXIT
