@@ -44,8 +44,8 @@ pub struct MetaValue {
 #[derive(Debug, Clone, Default)]
 pub struct ExperimentSummary {
     pub folds: Vec<FoldSummary>,
-    /// Per split: mean ± SEM over folds of the best-epoch rows.
-    pub meta: BTreeMap<String, Vec<MetaValue>>,
+    /// Per split (train, val, test, then others): mean ± SEM over folds of the best-epoch rows.
+    pub meta: Vec<(String, Vec<MetaValue>)>,
     /// The ConcatenateEmbeddings ensemble on `test`: (is_trained, metrics).
     pub ensemble: Vec<(bool, Vec<(String, f64)>)>,
 }
@@ -195,7 +195,13 @@ pub fn summarise(records: &ExperimentRecords, problems: &mut Vec<String>) -> Exp
             }
         }
     }
-    let meta = per_split
+    let rank = |s: &str| match s {
+        "train" => 0,
+        "val" => 1,
+        "test" => 2,
+        _ => 3,
+    };
+    let mut meta: Vec<(String, Vec<MetaValue>)> = per_split
         .into_iter()
         .map(|(split, metrics)| {
             let values = order
@@ -214,6 +220,7 @@ pub fn summarise(records: &ExperimentRecords, problems: &mut Vec<String>) -> Exp
             (split, values)
         })
         .collect();
+    meta.sort_by_key(|(s, _)| (rank(s), s.clone()));
     let ensemble = records
         .ensemble
         .as_ref()
