@@ -58,18 +58,7 @@ fn fails(cmd: &mut Command) -> String {
 }
 
 fn csv_rows(path: &Path) -> Vec<BTreeMap<String, String>> {
-    let content = std::fs::read_to_string(path).unwrap();
-    let mut lines = content.lines();
-    let header: Vec<String> = lines.next().unwrap().split(',').map(String::from).collect();
-    lines
-        .map(|l| {
-            header
-                .iter()
-                .cloned()
-                .zip(l.split(',').map(String::from))
-                .collect()
-        })
-        .collect()
+    metricbench::study::report::read_csv_rows(path).unwrap()
 }
 
 #[test]
@@ -531,4 +520,141 @@ fn median_pruning_stops_hopeless_trials() {
         assert!(folds[0]["best_epoch"].as_i64().unwrap() < 6, "{t:?}");
         assert!(t.index >= 3, "nothing is pruned before 3 trials completed");
     }
+}
+
+/// `metricbench tune` with only the study's folder: everything else comes from the saved study.
+fn resume_command(root: &Path, name: &str, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_metricbench"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "tune",
+            "--experiment_name",
+            name,
+            "--root_experiment_folder",
+        ])
+        .arg(root)
+        .args(extra);
+    cmd
+}
+
+#[test]
+fn a_study_resumes_by_folder_and_can_be_extended_but_not_shrunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = dir.path().join("again");
+    // The first three trials crash, so the study stops early (3 of its 5 trials made).
+    let first = fails(&mut tune_command(
+        dir.path(),
+        "again",
+        &[
+            "--bayes_opt_iters",
+            "5",
+            "--reproductions",
+            "1",
+            "--num_epochs_train",
+            "1",
+            "--num_training_sets",
+            "1",
+            "--example_behaviour_by_trial",
+            "{0: crash, 1: crash, 2: crash}",
+        ],
+    ));
+    assert!(first.contains("the first 3 trials all failed"), "{first}");
+    let count = || {
+        StudyStore::open(&study.join("study.db"))
+            .unwrap()
+            .trials()
+            .unwrap()
+    };
+    assert_eq!(count().len(), 3);
+
+    // Only the folder: the remaining trials run with the saved count and flags.
+    let resumed = succeeds(&mut resume_command(dir.path(), "again", &[]));
+    assert!(
+        resumed.contains("flags from the saved study: --bayes_opt_iters 5 --reproductions 1"),
+        "{resumed}"
+    );
+    assert!(
+        resumed.contains("flags from the command line: (none)"),
+        "{resumed}"
+    );
+    let trials = count();
+    assert_eq!(trials.len(), 5, "{trials:?}");
+    assert!(trials[3..].iter().all(|t| t.state == TrialState::Completed));
+    let reproduced = std::fs::read_dir(&study)
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().ends_with("_reproduction0"));
+    assert!(reproduced, "--reproductions 1 was kept");
+
+    // A larger count extends the finished study, and says so.
+    let extended = succeeds(&mut resume_command(
+        dir.path(),
+        "again",
+        &["--bayes_opt_iters", "7"],
+    ));
+    assert!(
+        extended.contains("extending the study from 5 to 7 trials"),
+        "{extended}"
+    );
+    assert!(
+        extended.contains("flags from the command line: --bayes_opt_iters 7"),
+        "{extended}"
+    );
+    assert_eq!(count().len(), 7);
+
+    // Fewer than the trials that exist is an error naming how many there are.
+    let shrunk = fails(&mut resume_command(
+        dir.path(),
+        "again",
+        &["--bayes_opt_iters", "4"],
+    ));
+    assert!(
+        shrunk.contains("--bayes_opt_iters 4 is smaller than the 7 trials this study already has"),
+        "{shrunk}"
+    );
+    assert_eq!(count().len(), 7);
+    // The saved count is now 7: a plain resume runs nothing new.
+    let again = succeeds(&mut resume_command(dir.path(), "again", &[]));
+    assert!(again.contains("--bayes_opt_iters 7"), "{again}");
+    assert_eq!(count().len(), 7);
+}
+
+#[test]
+fn trials_csv_names_the_objective_as_the_worker_reported_it() {
+    let dir = tempfile::tempdir().unwrap();
+    succeeds(&mut tune_command(
+        dir.path(),
+        "named",
+        &[
+            "--bayes_opt_iters",
+            "2",
+            "--num_epochs_train",
+            "1",
+            "--num_training_sets",
+            "1",
+            "--example_objective_metric",
+            "plugin_score",
+        ],
+    ));
+    let study = dir.path().join("named");
+    let rows = csv_rows(&study.join("trials.csv"));
+    assert_eq!(rows.len(), 2);
+    for row in &rows {
+        assert!(row.contains_key("plugin_score"), "{row:?}");
+        assert!(row.contains_key("SEM_plugin_score"), "{row:?}");
+        assert!(!row.contains_key("mean_average_precision_at_r"), "{row:?}");
+        assert!(row["plugin_score"].parse::<f64>().is_ok(), "{row:?}");
+    }
+    let report: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(study.join("report.yaml")).unwrap()).unwrap();
+    assert_eq!(report["objective"]["metric"].as_str(), Some("plugin_score"));
+    let source = report["objective"]["metric_source"].as_str().unwrap();
+    assert!(source.contains("the worker reported"), "{source}");
+    let best: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(study.join("best_parameters.yaml")).unwrap())
+            .unwrap();
+    assert!(
+        best["best_values"]["plugin_score"]["mean"].is_f64(),
+        "{best:?}"
+    );
 }

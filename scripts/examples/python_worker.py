@@ -20,7 +20,9 @@ For testing the coordinator's failure handling, `example_behaviour` may be `cras
 result), `garbage` (print a non-JSON line), `hang` (sleep forever), `nan` (report a NaN objective),
 `error` (report an error event), or `normal`; `example_behaviour_by_trial: {3: crash}` sets it for
 one trial index of a study. `example_run_log: PATH` appends `start <folder>` / `done <folder>`
-lines, so tests can count how often each trial ran.
+lines, so tests can count how often each trial ran. `example_objective_metric: NAME` reports the
+objective under its own name (as a plugin with a metric of its own would) instead of the config's
+`eval_metric_for_best_epoch`.
 """
 
 import json
@@ -157,7 +159,8 @@ def main():
         json.dump({"parameters": parameters, "folds": fold_results, "objective": mean}, f)
     os.replace(record + ".tmp", record)
     note("done")
-    emit("result", objective={"metric": primary, "mean": mean, "sem": sem}, folds=fold_results)
+    objective_metric = config.get("example_objective_metric") or primary
+    emit("result", objective={"metric": objective_metric, "mean": mean, "sem": sem}, folds=fold_results)
     return 0
 
 
