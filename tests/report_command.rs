@@ -355,3 +355,70 @@ fn check_pages_in_chromium(pages: &[&Path]) {
         "{all}"
     );
 }
+
+/// The real worker on the Synthetic dataset with the Projector opt-in, then `report`: the
+/// report's mean ± SEM over folds on val equals the objective the run printed (computed by the
+/// worker from the same records), and every fold has its Projector files.
+#[test]
+fn a_real_run_reports_its_objective_and_writes_projector_files() {
+    let worker = Path::new(env!("CARGO_BIN_EXE_metricbench")).with_file_name("metricbench-worker");
+    assert!(
+        worker.is_file(),
+        "{} is missing: build the workspace first (scripts/test.sh does)",
+        worker.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_metricbench"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["run", "--experiment_name", "pj", "--root_experiment_folder"])
+        .arg(dir.path())
+        .args(["--num_epochs_train", "1", "--iterations_per_epoch", "5"])
+        .args(["--num_training_sets", "2", "--device", "cpu"])
+        .args(["--save_embeddings_for_projector", "20"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // "objective mean_average_precision_at_r = 0.0318 ± 0.0031 (SEM)"
+    let objective = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("objective mean_average_precision_at_r = "))
+        .unwrap_or_else(|| panic!("no objective line:\n{stdout}"));
+    let (mean, sem) = objective
+        .trim_end_matches(" (SEM)")
+        .split_once(" ± ")
+        .unwrap();
+    let exp = dir.path().join("pj");
+    let out = report(&[&exp]);
+    let (summary, stderr) = text(&out);
+    assert!(out.status.success(), "{summary}\n{stderr}");
+    let val = summary
+        .split("val: mean ± SEM over 2 fold(s)")
+        .nth(1)
+        .unwrap();
+    assert!(
+        val.contains(&format!(
+            "mean_average_precision_at_r          {mean} ± {sem}"
+        )),
+        "{summary}\nrun: {objective}"
+    );
+    let mut folds = 0;
+    for entry in std::fs::read_dir(&exp).unwrap().flatten() {
+        let tb = entry.path().join("tensorboard_logs");
+        if !tb.is_dir() {
+            continue;
+        }
+        folds += 1;
+        let config = std::fs::read_to_string(tb.join("projector_config.pbtxt")).unwrap();
+        for split in ["train", "val", "test"] {
+            assert!(
+                config.contains(&format!("tensor_name: \"{split}\"")),
+                "{config}"
+            );
+            let rows = std::fs::read_to_string(tb.join(format!("{split}_embeddings.tsv"))).unwrap();
+            assert_eq!(rows.lines().count(), 20);
+        }
+    }
+    assert_eq!(folds, 2);
+    check_pages_in_chromium(&[&exp.join("report.html")]);
+}
