@@ -140,7 +140,8 @@ impl Surrogate {
             effects.push(variance(&main));
         }
         let sum: f64 = effects.iter().sum();
-        if !(sum > 0.0) || !(total > 0.0) {
+        // NaN sums (a degenerate fit) count as flat, like zero.
+        if sum.is_nan() || total.is_nan() || sum <= 0.0 || total <= 0.0 {
             return vec![0.0; k];
         }
         effects.iter().map(|e| e / sum).collect()

@@ -485,7 +485,7 @@ mod tests {
     fn trials() -> Vec<TrialRecord> {
         (0..30)
             .map(|i| {
-                let u = |k: u64| ((i as u64 * 2_654_435_761 + k * 40_503) % 1000) as f64 / 1000.0;
+                let u = |k: u64| ((i * 2_654_435_761 + k * 40_503) % 1000) as f64 / 1000.0;
                 let log_lr = -5.0 + 4.0 * u(1);
                 let margin = u(2);
                 let batch = [32, 64, 128][(u(3) * 3.0) as usize];

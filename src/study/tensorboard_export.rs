@@ -57,7 +57,9 @@ pub fn write(
     });
     let objective = format!("objective/{metric}");
     let sem = format!("objective/SEM_{metric}");
-    let mut curves: BTreeMap<u64, BTreeMap<&str, Vec<(i64, f64)>>> = BTreeMap::new();
+    // Trial index -> fold -> (epoch, value).
+    type Curves<'a> = BTreeMap<u64, BTreeMap<&'a str, Vec<(i64, f64)>>>;
+    let mut curves: Curves = BTreeMap::new();
     for (index, fold, epoch, value) in intermediate {
         curves
             .entry(*index)
