@@ -24,6 +24,7 @@ PACKAGES=(
     safetensors
     scipy
     six
+    tensorboard
     torchvision
 )
 CONSTRAINTS="torch==2.13.0"

@@ -9,9 +9,12 @@ pub mod executor;
 pub mod experiment;
 pub mod flags;
 pub mod optimizer;
+pub mod report;
+pub mod report_command;
 pub mod run;
 pub mod search_space;
 pub mod study;
+pub mod tensorboard;
 
 // The worker contract lives in its own crate so workers need not depend on the coordinator.
 pub use metricbench_protocol::{fsutil, protocol};

@@ -75,10 +75,16 @@ enum Commands {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0.., hide = true)]
         args: Vec<String>,
     },
-    /// Rewrite a study's tables, plots and report.html from its study.db.
+    /// Print an experiment's results and write its report.html, or rewrite a study's tables,
+    /// plots and report.html from its study.db.
     Report {
-        /// The study folder (`<root_experiment_folder>/<experiment_name>`).
+        /// An experiment or study folder (`<root_experiment_folder>/<experiment_name>`), or one
+        /// trial of a study.
         path: std::path::PathBuf,
+        /// Where to write an experiment's report.html and figures (default: the experiment folder;
+        /// use it for a read-only folder).
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
     },
     /// Print the merged config and its search space; runs nothing.
     #[command(
@@ -194,8 +200,8 @@ fn main() -> ExitCode {
         Commands::Tune { args } => metricbench::study::TuneArgs::from_tokens(&args)
             .and_then(metricbench::study::tune)
             .map(|_| ExitCode::SUCCESS),
-        Commands::Report { path } => {
-            metricbench::study::report_command(&path).map(|_| ExitCode::SUCCESS)
+        Commands::Report { path, output } => {
+            metricbench::report_command::report(&path, output.as_deref()).map(|_| ExitCode::SUCCESS)
         }
         Commands::Config { args } => {
             metricbench::config_cmd::ConfigView::from_tokens(&args).and_then(|view| {

@@ -69,6 +69,7 @@ pub mod kernel;
 mod minimize;
 mod rng;
 mod sobol;
+pub mod surrogate;
 
 use std::fmt;
 

@@ -22,6 +22,7 @@
 pub mod bookkeeping;
 pub mod events;
 pub mod folder;
+pub mod insights;
 pub mod plots;
 pub mod progress;
 pub mod pruner;
@@ -30,6 +31,7 @@ pub mod sampler;
 pub mod schedule;
 pub mod search;
 pub mod storage;
+pub mod tensorboard_export;
 pub mod tune_args;
 
 pub use tune_args::TuneArgs;
@@ -71,7 +73,9 @@ pub fn report_command(path: &Path) -> Result<()> {
         path.file_name()
             .map_or("study".into(), |n| n.to_string_lossy().into_owned())
     });
-    plots::write_html_report(path, &name, &space, &trials, &metric, None)?;
+    let intermediate = store.intermediate_values()?;
+    plots::write_html_report(path, &name, &space, &trials, &intermediate, &metric, None)?;
+    tensorboard_export::write(path, &name, &space, &trials, &intermediate, &metric)?;
     println!(
         "{}
 wrote {}",
@@ -92,6 +96,14 @@ pub fn tune(args: TuneArgs) -> Result<StudySummary> {
     let trials = study.store.trials()?;
     let metric = study.objective_metric()?;
     report::write_trial_files(&study.folder, &study.space, &trials, &metric)?;
+    tensorboard_export::write(
+        &study.folder,
+        &study.args.experiment_name,
+        &study.space,
+        &trials,
+        &study.store.intermediate_values()?,
+        &metric,
+    )?;
     let best = report::best_trial(&trials);
     let Some(best) = best else {
         let first_error = trials
@@ -110,6 +122,7 @@ pub fn tune(args: TuneArgs) -> Result<StudySummary> {
         &study.args.experiment_name,
         &study.space,
         &trials,
+        &study.store.intermediate_values()?,
         &metric,
         Some(&test_report),
     )?;

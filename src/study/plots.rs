@@ -1,18 +1,19 @@
-//! Study plots and `report.html`: the optimisation trace (objective per trial and the best so far)
-//! and one slice per parameter (objective against the parameter's value, log axis for log-scale
-//! parameters). Plots are SVG (vector, no system font libraries needed) and are embedded in
-//! `report.html` together with the trial table and the test report.
+//! Study plots and `report.html`: the optimisation trace (objective ± SEM per trial, pruned and
+//! failed trials marked, and the best so far), one slice per parameter under its full name
+//! (objective ± SEM against the value, log axis for log-scale parameters), and the figures of
+//! [`super::insights`] (importance, GP-mean contour, intermediate values, parallel coordinates).
+//! Plots are SVG in `report.html` and PNG files beside it (`report::png`, embedded font).
 
 use super::report::{best_trial, format_parameters, TestReport};
 use super::storage::{TrialRecord, TrialState};
 use crate::fsutil::write_atomic;
+use crate::report::png;
 use crate::search_space::{ParamKind, Parameter, SearchSpace};
 use anyhow::{anyhow, Result};
 use plotters::prelude::*;
 use std::path::Path;
 
-const COMPLETED: RGBColor = RGBColor(31, 119, 180);
-const PRUNED: RGBColor = RGBColor(255, 127, 14);
+use super::insights::{self, COMPLETED, FAILED, PRUNED};
 const BEST: RGBColor = RGBColor(44, 160, 44);
 
 fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
@@ -41,7 +42,11 @@ pub fn optimization_trace(trials: &[TrialRecord], metric: &str) -> Result<String
             .iter()
             .filter_map(|t| t.objective_mean.map(|v| (t.index as f64, v, t.state)))
             .collect();
-        let (ylo, yhi) = padded(finished.iter().map(|p| p.1));
+        let (ylo, yhi) = padded(trials.iter().flat_map(|t| {
+            let m = t.objective_mean.unwrap_or(f64::NAN);
+            let e = t.objective_sem.unwrap_or(0.0);
+            [m - e, m + e]
+        }));
         let xmax = trials.len().max(2) as f64;
         let mut chart = ChartBuilder::on(&root)
             .caption(format!("Optimisation trace: {metric}"), ("sans-serif", 20))
@@ -57,6 +62,35 @@ pub fn optimization_trace(trials: &[TrialRecord], metric: &str) -> Result<String
             .x_label_formatter(&|x| format!("{x:.0}"))
             .draw()
             .map_err(plot_err)?;
+        // SEM over folds as error bars.
+        chart
+            .draw_series(trials.iter().filter_map(|t| {
+                let (m, e) = (t.objective_mean?, t.objective_sem?);
+                let color = if t.state == TrialState::Pruned {
+                    PRUNED
+                } else {
+                    COMPLETED
+                };
+                Some(ErrorBar::new_vertical(
+                    t.index as f64,
+                    m - e,
+                    m,
+                    m + e,
+                    color.mix(0.7).stroke_width(1),
+                    6,
+                ))
+            }))
+            .map_err(plot_err)?;
+        chart
+            .draw_series(
+                trials
+                    .iter()
+                    .filter(|t| t.state == TrialState::Failed && t.objective_mean.is_none())
+                    .map(|t| Cross::new((t.index as f64, ylo), 5, FAILED.stroke_width(2))),
+            )
+            .map_err(plot_err)?
+            .label("failed (no objective)")
+            .legend(|(x, y)| Cross::new((x, y), 4, FAILED.stroke_width(2)));
         chart
             .draw_series(
                 finished
@@ -126,17 +160,22 @@ pub fn parameter_slices(
     let rows = n.div_ceil(cols);
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (360 * cols as u32, 300 * rows as u32))
+        let root = SVGBackend::with_string(&mut svg, (420 * cols as u32, 320 * rows as u32))
             .into_drawing_area();
         root.fill(&WHITE).map_err(plot_err)?;
         let areas = root.split_evenly((rows, cols));
-        let (ylo, yhi) = padded(trials.iter().filter_map(|t| t.objective_mean));
+        let (ylo, yhi) = padded(trials.iter().flat_map(|t| {
+            let m = t.objective_mean.unwrap_or(f64::NAN);
+            let e = t.objective_sem.unwrap_or(0.0);
+            [m - e, m + e]
+        }));
         for (p, area) in space.parameters.iter().zip(areas) {
-            let points: Vec<(f64, f64, TrialState)> = trials
+            let points: Vec<(f64, f64, f64, TrialState)> = trials
                 .iter()
                 .filter_map(|t| {
                     let v = t.objective_mean?;
-                    Some((x_of(p, t.parameters.get(&p.name)?)?, v, t.state))
+                    let e = t.objective_sem.unwrap_or(0.0);
+                    Some((x_of(p, t.parameters.get(&p.name)?)?, v, e, t.state))
                 })
                 .collect();
             let (xlo, xhi) = match &p.kind {
@@ -149,8 +188,8 @@ pub fn parameter_slices(
                 ParamKind::Int { low, high } => (*low as f64 - 0.5, *high as f64 + 0.5),
                 ParamKind::Choice(values) => (-0.5, values.len() as f64 - 0.5),
             };
-            let short = p.name.rsplit('/').take(2).collect::<Vec<_>>();
-            let title = short.into_iter().rev().collect::<Vec<_>>().join("/");
+            // The full name: `Adam/lr` could be the trunk's or the embedder's.
+            let title = p.name.clone();
             let x_desc = match &p.kind {
                 ParamKind::Float { log: true, .. } => "log10(value)",
                 ParamKind::Choice(_) => "choice index",
@@ -171,15 +210,31 @@ pub fn parameter_slices(
                 .y_labels(5)
                 .draw()
                 .map_err(plot_err)?;
+            let color = |s: &TrialState| {
+                if *s == TrialState::Pruned {
+                    PRUNED
+                } else {
+                    COMPLETED
+                }
+            };
             chart
-                .draw_series(points.iter().map(|(x, y, s)| {
-                    let color = if *s == TrialState::Pruned {
-                        PRUNED
-                    } else {
-                        COMPLETED
-                    };
-                    Circle::new((*x, *y), 3, color.filled())
+                .draw_series(points.iter().filter(|p| p.2 > 0.0).map(|(x, y, e, s)| {
+                    ErrorBar::new_vertical(
+                        *x,
+                        y - e,
+                        *y,
+                        y + e,
+                        color(s).mix(0.6).stroke_width(1),
+                        4,
+                    )
                 }))
+                .map_err(plot_err)?;
+            chart
+                .draw_series(
+                    points
+                        .iter()
+                        .map(|(x, y, _, s)| Circle::new((*x, *y), 3, color(s).filled())),
+                )
                 .map_err(plot_err)?;
         }
         root.present().map_err(plot_err)?;
@@ -194,19 +249,74 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// Writes `optimization_trace.svg`, `parameter_slices.svg` and `report.html` into the study folder.
+/// Writes the figures (`<name>.svg` and `<name>.png`) and `report.html` into the study folder.
 pub fn write_html_report(
     folder: &Path,
     name: &str,
     space: &SearchSpace,
     trials: &[TrialRecord],
+    intermediate: &[(u64, String, i64, f64)],
     metric: &str,
     test: Option<&TestReport>,
 ) -> Result<()> {
-    let trace = optimization_trace(trials, metric)?;
-    let slices = parameter_slices(space, trials, metric)?;
-    write_atomic(&folder.join("optimization_trace.svg"), trace.as_bytes())?;
-    write_atomic(&folder.join("parameter_slices.svg"), slices.as_bytes())?;
+    let figure = |stem: &str, svg: &str| -> Result<String> {
+        png::write_svg_and_png(folder, stem, svg)?;
+        Ok(format!(
+            "<figure>{svg}<figcaption><a href=\"{stem}.png\">{stem}.png</a></figcaption></figure>\n"
+        ))
+    };
+    let trace = figure("optimization_trace", &optimization_trace(trials, metric)?)?;
+    let slices = figure(
+        "parameter_slices",
+        &parameter_slices(space, trials, metric)?,
+    )?;
+    let mut insight_html = String::new();
+    match insights::importance(space, trials) {
+        Some(imp) => {
+            insight_html.push_str(&format!(
+                "<h2>Parameter importance</h2>\n<p>Method: {}.</p>\n<table><tr><th>parameter</th>\
+                 <th>importance</th><th>GP length scale</th></tr>\n",
+                escape(insights::IMPORTANCE_METHOD)
+            ));
+            for (i, share, ls) in &imp.ranked {
+                insight_html.push_str(&format!(
+                    "<tr><td class=\"l\">{}</td><td>{share:.3}</td><td>{ls:.3}</td></tr>\n",
+                    escape(&space.parameters[*i].name)
+                ));
+            }
+            insight_html.push_str("</table>\n");
+            insight_html.push_str(&figure(
+                "parameter_importance",
+                &insights::importance_chart(space, &imp)?,
+            )?);
+            if let Some(best) = best_trial(trials) {
+                if let Some(svg) = insights::contour_chart(space, &imp, trials, &best, metric)? {
+                    insight_html.push_str(
+                        "<h2>GP posterior mean over the two most important parameters</h2>\n<p>The \
+                         other parameters at the best trial's values; circles: evaluated trials \
+                         (white completed, orange pruned, red failed).</p>\n",
+                    );
+                    insight_html.push_str(&figure("gp_mean_contour", &svg)?);
+                }
+            }
+        }
+        None => insight_html.push_str(
+            "<h2>Parameter importance</h2>\n<p>Not computed: it needs at least 3 completed trials \
+             with an objective.</p>\n",
+        ),
+    }
+    let curves = insights::intermediate_chart(trials, intermediate, metric);
+    if !curves.is_empty() {
+        insight_html.push_str("<h2>Intermediate values</h2>\n");
+        insight_html.push_str(&figure("intermediate_values", &curves.to_svg()?)?);
+    }
+    if !space.parameters.is_empty() {
+        insight_html.push_str("<h2>Parallel coordinates</h2>\n");
+        insight_html.push_str(&figure(
+            "parallel_coordinates",
+            &insights::parallel_coordinates(space, trials, metric)?,
+        )?);
+    }
 
     let count = |s: TrialState| trials.iter().filter(|t| t.state == s).count();
     let mut html = format!(
@@ -252,8 +362,9 @@ pub fn write_html_report(
     }
     html.push_str("<h2>Optimisation trace</h2>\n");
     html.push_str(&trace);
-    html.push_str("\n<h2>Parameter slices</h2>\n");
+    html.push_str("\n<h2>Parameter slices</h2>\n<p>Error bars: standard error over folds.</p>\n");
     html.push_str(&slices);
+    html.push_str(&insight_html);
     html.push_str(
         "\n<h2>Trials</h2>\n<table><tr><th>trial</th><th>state</th><th>objective</th><th>SEM</th>",
     );

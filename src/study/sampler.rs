@@ -46,6 +46,11 @@ impl Sampler {
         })
     }
 
+    /// The optimiser's domain (what the reports' surrogate model is fitted on).
+    pub fn domain(&self) -> &optimizer::Domain {
+        self.optimizer.space()
+    }
+
     /// The config values of an optimiser point.
     pub fn to_assignment(&self, point: &[ParamValue]) -> Assignment {
         self.space

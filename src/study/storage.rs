@@ -254,6 +254,23 @@ impl StudyStore {
         Ok(rows.collect::<rusqlite::Result<Vec<f64>>>()?)
     }
 
+    /// Every recorded intermediate value `(trial index, fold, epoch, value)`, for reports.
+    pub fn intermediate_values(&self) -> Result<Vec<(u64, String, i64, f64)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT trial_index, fold, epoch, value FROM intermediate WHERE value IS NOT NULL
+             ORDER BY trial_index, fold, epoch",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, f64>(3)?,
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
     pub fn trials(&self) -> Result<Vec<TrialRecord>> {
         let mut stmt = self.conn.prepare(
             "SELECT trial_index, name, state, parameters, objective_mean, objective_sem, fold_metrics,

@@ -14,6 +14,7 @@ use crate::records::{cell, row_value, CsvTable};
 use crate::settings::Settings;
 use crate::spec::Config;
 use crate::splits::{self, class_ranges, CrossValidation, SplitScheme};
+use crate::testers;
 use crate::trainers;
 use anyhow::{Context, Result};
 use metricbench_protocol::protocol::{
@@ -228,6 +229,56 @@ impl Prepared<'_> {
     }
 }
 
+/// `save_embeddings_for_projector: N`: the best model's embeddings of N samples per split (spread
+/// evenly over the split) with their labels, for TensorBoard's Projector, in the fold's
+/// `tensorboard_logs/` (the Projector reads a run's folder). The datasets carry no images yet,
+/// so no sprite is written.
+fn save_projector_embeddings(
+    p: &Prepared,
+    ctx: &FoldContext,
+    scheme: &SplitScheme,
+    n: usize,
+) -> Result<()> {
+    use metricbench_protocol::projector::{self, ProjectedSplit};
+    if n == 0 || checkpoints::best_epoch(&ctx.models_folder()).is_none() {
+        return Ok(());
+    }
+    let (_, trunk, embedder) = p.best_models(ctx)?;
+    let mut data = Vec::new();
+    for (split, idx) in &scheme.splits {
+        let picked: Vec<usize> = projector::sample_indices(idx.len(), n)
+            .into_iter()
+            .map(|i| idx[i])
+            .collect();
+        if picked.is_empty() {
+            continue;
+        }
+        let e = testers::embeddings(
+            p.dataset.as_ref(),
+            &picked,
+            &trunk,
+            Some(&embedder),
+            &p.settings.eval,
+            p.device,
+        )?;
+        let dim = e.size().last().copied().unwrap_or(0) as usize;
+        let values = Vec::<f32>::try_from(e.to_kind(tch::Kind::Float).flatten(0, -1))?;
+        let labels: Vec<i64> = picked.iter().map(|&i| p.labels[i]).collect();
+        data.push((split.clone(), values, dim, labels, picked));
+    }
+    let splits: Vec<ProjectedSplit> = data
+        .iter()
+        .map(|(split, values, dim, labels, picked)| ProjectedSplit {
+            split,
+            embeddings: values,
+            dim: *dim,
+            labels,
+            indices: picked,
+        })
+        .collect();
+    projector::write(&ctx.folder.join("tensorboard_logs"), &splits)
+}
+
 /// Runs a job and returns its `result` event.
 pub fn run(job: &Job, stop: &StopFlag) -> Result<Event> {
     let p = prepare(job)?;
@@ -267,6 +318,10 @@ fn train(job: &Job, p: &Prepared, stop: &StopFlag) -> Result<Event> {
         write_split_summary(&ctx.folder, scheme, &p.labels)?;
         let fold = train_fold(&ctx, job.resume).with_context(|| format!("fold {}", scheme.name))?;
         folds.push(fold);
+        if let Some(n) = p.cfg.optional_usize("save_embeddings_for_projector")? {
+            save_projector_embeddings(p, &ctx, scheme, n)
+                .with_context(|| format!("fold {}: embeddings for the Projector", scheme.name))?;
+        }
         if stop.requested() {
             break;
         }
