@@ -4,7 +4,8 @@
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$METRICBENCH_ROOT"
 command -v python3 >/dev/null || { echo "[metricbench] python3 is needed for the plugin-worker tests" >&2; exit 1; }
-# The report tests check TensorBoard's reading of our event files with the real TensorBoard, and
+# Tests that compare with Python (scipy's MATLAB writer, torchvision/PIL transforms, pretrained
+# trunks) find the reference interpreter through METRICBENCH_PYREF. The report tests check TensorBoard's reading of our event files with the real TensorBoard, and
 # open every report page in headless Chromium; both are provisioned here (the tests skip, saying
 # so, when run without these variables).
 METRICBENCH_PYREF=$("$METRICBENCH_ROOT/scripts/setup-pyref.sh" | tail -n 1)
@@ -12,9 +13,5 @@ METRICBENCH_CHROMIUM=$("$METRICBENCH_ROOT/scripts/setup-chromium.sh" | tail -n 1
 export METRICBENCH_PYREF METRICBENCH_CHROMIUM
 echo "[metricbench] building" >&2
 cargo build --workspace
-# Tests that compare with Python (scipy's MATLAB writer, torchvision/PIL transforms, ...) find the interpreter here.
-echo "[metricbench] provisioning the Python reference environment" >&2
-METRICBENCH_PYREF="$(scripts/setup-pyref.sh | tail -n 1)"
-export METRICBENCH_PYREF
 echo "[metricbench] testing" >&2
 cargo test --workspace "$@"
