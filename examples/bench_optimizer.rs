@@ -99,7 +99,7 @@ fn run(p: &Problem, seed: u64, budget: usize, base: &OptimizerConfig) -> RunResu
                 ls.join(" ")
             );
         }
-        opt.observe(&pts[0], y).expect("observe");
+        opt.observe(&pts[0], y, None).expect("observe");
     }
     RunResult {
         regret: best - p.optimum,
@@ -134,7 +134,7 @@ fn scale_check() {
             );
             let pts = init.suggest(n, &[]).expect("suggest");
             for q in &pts {
-                opt.observe(q, (p.f)(&values(q))).expect("observe");
+                opt.observe(q, (p.f)(&values(q)), None).expect("observe");
             }
             let t = Instant::now();
             let c = cpu_seconds();

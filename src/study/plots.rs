@@ -146,7 +146,7 @@ pub fn parameter_slices(
                     log: true,
                 } => (low.log10(), high.log10()),
                 ParamKind::Float { low, high, .. } => (*low, *high),
-                ParamKind::Int { low, high } => (*low as f64 - 0.5, *high as f64 + 0.5),
+                ParamKind::Int { low, high, .. } => (*low as f64 - 0.5, *high as f64 + 0.5),
                 ParamKind::Choice(values) => (-0.5, values.len() as f64 - 0.5),
             };
             let short = p.name.rsplit('/').take(2).collect::<Vec<_>>();

@@ -28,7 +28,16 @@ impl Sampler {
                     high,
                     log: true,
                 } => optimizer::Dimension::log_float(&p.name, *low, *high),
-                ParamKind::Int { low, high } => optimizer::Dimension::int(&p.name, *low, *high),
+                ParamKind::Int {
+                    low,
+                    high,
+                    log: false,
+                } => optimizer::Dimension::int(&p.name, *low, *high),
+                ParamKind::Int {
+                    low,
+                    high,
+                    log: true,
+                } => optimizer::Dimension::log_int(&p.name, *low, *high),
                 ParamKind::Choice(values) => optimizer::Dimension::choice(&p.name, values.len()),
             })
             .collect();
@@ -89,7 +98,7 @@ impl Sampler {
                         }
                         ParamValue::Float(x)
                     }
-                    ParamKind::Int { low, high } => {
+                    ParamKind::Int { low, high, .. } => {
                         let x = v
                             .as_i64()
                             .ok_or_else(|| anyhow!("`{}` is not an integer", p.name))?;
@@ -122,7 +131,7 @@ impl Sampler {
             }
         };
         let outcome = match value {
-            Some(v) if v.is_finite() => self.optimizer.observe(&point, v),
+            Some(v) if v.is_finite() => self.optimizer.observe(&point, v, None),
             _ => self.optimizer.mark_failed(&point),
         };
         if let Err(e) = outcome {
@@ -171,7 +180,11 @@ mod tests {
                 },
                 Parameter {
                     name: "b".into(),
-                    kind: ParamKind::Int { low: 1, high: 4 },
+                    kind: ParamKind::Int {
+                        low: 1,
+                        high: 4,
+                        log: false,
+                    },
                 },
                 Parameter {
                     name: "c".into(),
