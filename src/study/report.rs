@@ -2,10 +2,9 @@
 //! search the best trial's test evaluation (per fold and the concatenated ensemble), its
 //! reproductions, and `report.yaml` with test metrics as mean and 95% confidence interval.
 
+use super::folder::{clear_trial_folder, has_checkpoint, Study};
 use super::storage::{TrialRecord, TrialState};
-use super::{clear_trial_folder, has_checkpoint, Study};
 use crate::config::json_to_yaml;
-use crate::executor;
 use crate::experiment;
 use crate::fsutil::write_atomic;
 use crate::protocol::{Action, Event, ResumeFrom};
@@ -193,26 +192,28 @@ async fn run_and_collect(
         .job(folder, &merged, action, resume, splits, None)
         .map_err(|e| format!("{e:#}"))?;
     let mut per_fold: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
-    let log = folder.join("logs/worker_stderr.log");
-    executor::run_job(&study.worker, &job, 1, &log, None, |event| {
-        if let Event::Evaluation {
-            fold,
-            split,
-            metrics,
-            ..
-        } = event
-        {
-            if split == "test" {
-                let m = metrics
-                    .iter()
-                    .filter_map(|(k, v)| v.as_f64().map(|x| (k.clone(), x)))
-                    .collect();
-                per_fold.insert(fold.clone(), m);
+    let spec = study.spec(folder, job, 1);
+    let handle = study.executor.start(&spec).map_err(|e| e.to_string())?;
+    handle
+        .wait(|event| {
+            if let Event::Evaluation {
+                fold,
+                split,
+                metrics,
+                ..
+            } = event
+            {
+                if split == "test" {
+                    let m = metrics
+                        .iter()
+                        .filter_map(|(k, v)| v.as_f64().map(|x| (k.clone(), x)))
+                        .collect();
+                    per_fold.insert(fold.clone(), m);
+                }
             }
-        }
-    })
-    .await
-    .map_err(|e| e.to_string())?;
+        })
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(per_fold)
 }
 
