@@ -10,7 +10,7 @@ use std::path::PathBuf;
 /// Flags that steer the tool and are never config keys. `experiment_name`, `root_experiment_folder`,
 /// `dataset_root` and `root_config_folder` get their own fields in [`CommonArgs`]; the others are
 /// kept in [`CommonArgs::tool_flags`] for the command that understands them.
-pub const TOOL_FLAGS: [&str; 18] = [
+pub const TOOL_FLAGS: [&str; 20] = [
     "experiment_name",
     "root_experiment_folder",
     "dataset_root",
@@ -28,6 +28,8 @@ pub const TOOL_FLAGS: [&str; 18] = [
     "prune",
     "prune_warmup",
     "trial_timeout",
+    "best_trial_by",
+    "initial_trials",
     "format",
 ];
 

@@ -41,8 +41,10 @@ enum Commands {
         after_help = "Flags: --experiment_name NAME (the study folder), --bayes_opt_iters N \
         (alias --bayesian_optimization_n_iter; required), --parallel K (workers at once, default 1), \
         --reproductions R (retrain the best trial R times), --prune median, --prune_warmup N, \
-        --trial_timeout SECS, --executor local, plus every flag of run. Re-running the same \
-        command resumes the study."
+        --trial_timeout SECS, --executor local, --initial_trials N (Sobol trials before the model \
+        proposes; default max(5, number of parameters)), --best_trial_by model|observed (default \
+        model when any trial reported an SEM), plus every flag of run. Re-running the same \
+        command resumes the study. See docs/tuning.md."
     )]
     Tune {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]

@@ -19,6 +19,7 @@
 //! [`schedule`], [`events`], [`pruner`] and [`bookkeeping`], then [`report`] and [`plots`] for the
 //! outputs, all on top of [`storage`].
 
+pub mod best;
 pub mod bookkeeping;
 pub mod events;
 pub mod folder;
@@ -45,7 +46,7 @@ use storage::{StudyStore, TrialRecord};
 #[derive(Debug, Clone)]
 pub struct StudySummary {
     pub trials: Vec<TrialRecord>,
-    pub best: Option<TrialRecord>,
+    pub best: Option<best::BestChoice>,
     pub report: Option<report::TestReport>,
 }
 
@@ -66,16 +67,25 @@ pub fn report_command(path: &Path) -> Result<()> {
     let combined = merged.combined();
     let metric = primary_metric(&combined);
     let trials = store.trials()?;
-    report::write_trial_files(path, &space, &trials, &metric)?;
+    let rule = match store.get_meta(best::RULE_META_KEY)? {
+        Some(text) => Some(best::BestTrialRule::parse(&text)?),
+        None => None,
+    };
+    let seed = combined
+        .get("seed")
+        .and_then(serde_yaml::Value::as_u64)
+        .unwrap_or(0);
+    let best = best::choose(&space, &trials, rule, seed)?;
+    report::write_trial_files(path, &space, &trials, &metric, best.as_ref())?;
     let name = store.get_meta("experiment_name")?.unwrap_or_else(|| {
         path.file_name()
             .map_or("study".into(), |n| n.to_string_lossy().into_owned())
     });
-    plots::write_html_report(path, &name, &space, &trials, &metric, None)?;
+    plots::write_html_report(path, &name, &space, &trials, &metric, best.as_ref(), None)?;
     println!(
         "{}
 wrote {}",
-        report::summary_table(&name, &trials, &metric, None),
+        report::summary_table(&name, &trials, &metric, best.as_ref(), None),
         path.join("report.html").display()
     );
     Ok(())
@@ -84,14 +94,29 @@ wrote {}",
 /// Runs `tune`: the search, then the best trial's test evaluation and reproductions.
 pub fn tune(args: TuneArgs) -> Result<StudySummary> {
     let (study, _lock) = Study::open(args)?;
+    if let Some(rule) = study.args.best_trial_by {
+        // Remembered, so `metricbench report` and a resumed study use the same rule.
+        study.store.set_meta(best::RULE_META_KEY, rule.as_str())?;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(search::search(&study))?;
     let trials = study.store.trials()?;
-    report::write_trial_files(&study.folder, &study.space, &trials, &study.primary_metric)?;
-    let best = report::best_trial(&trials);
+    let best = best::choose(
+        &study.space,
+        &trials,
+        best::study_rule(&study)?,
+        study.seed(),
+    )?;
+    report::write_trial_files(
+        &study.folder,
+        &study.space,
+        &trials,
+        &study.primary_metric,
+        best.as_ref(),
+    )?;
     let Some(best) = best else {
         let first_error = trials
             .iter()
@@ -110,6 +135,7 @@ pub fn tune(args: TuneArgs) -> Result<StudySummary> {
         &study.space,
         &trials,
         &study.primary_metric,
+        Some(&best),
         Some(&test_report),
     )?;
     println!(
@@ -118,6 +144,7 @@ pub fn tune(args: TuneArgs) -> Result<StudySummary> {
             &study.args.experiment_name,
             &trials,
             &study.primary_metric,
+            Some(&best),
             Some(&test_report)
         )
     );

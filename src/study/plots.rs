@@ -3,7 +3,8 @@
 //! parameters). Plots are SVG (vector, no system font libraries needed) and are embedded in
 //! `report.html` together with the trial table and the test report.
 
-use super::report::{best_trial, format_parameters, TestReport};
+use super::best::BestChoice;
+use super::report::{format_parameters, TestReport};
 use super::storage::{TrialRecord, TrialState};
 use crate::fsutil::write_atomic;
 use crate::search_space::{ParamKind, Parameter, SearchSpace};
@@ -201,6 +202,7 @@ pub fn write_html_report(
     space: &SearchSpace,
     trials: &[TrialRecord],
     metric: &str,
+    best: Option<&BestChoice>,
     test: Option<&TestReport>,
 ) -> Result<()> {
     let trace = optimization_trace(trials, metric)?;
@@ -223,15 +225,17 @@ pub fn write_html_report(
         f = count(TrialState::Failed),
         m = escape(metric),
     );
-    if let Some(best) = best_trial(trials) {
+    if let Some(choice) = best {
+        let best = &choice.trial;
         html.push_str(&format!(
-            "<h2>Best trial: {}</h2>\n<p>{} = {:.4}{}<br>{}</p>\n",
+            "<h2>Best trial: {}</h2>\n<p>{} = {:.4}{}<br>{}<br>{}</p>\n",
             escape(&best.name),
             escape(metric),
             best.objective_mean.unwrap_or(f64::NAN),
             best.objective_sem
                 .map_or(String::new(), |s| format!(" ± {s:.4} (SEM over folds)")),
-            escape(&format_parameters(&best.parameters))
+            escape(&format_parameters(&best.parameters)),
+            escape(&choice.describe())
         ));
     }
     if let Some(r) = test.filter(|r| !r.summary.is_empty()) {

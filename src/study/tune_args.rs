@@ -1,6 +1,7 @@
 //! The command line of `metricbench tune`: the study's own flags, beside the flags and config
 //! overrides it shares with `run`.
 
+use super::best::BestTrialRule;
 use crate::args::{as_string, CommonArgs};
 use crate::cli_values::CliValue;
 use anyhow::{bail, Context, Result};
@@ -27,6 +28,12 @@ pub struct TuneArgs {
     pub prune_warmup: usize,
     /// A trial running longer is killed and failed (`--trial_timeout SECS`).
     pub trial_timeout: Option<Duration>,
+    /// How the best trial is chosen (`--best_trial_by model|observed`); `None`: `model` when any
+    /// completed trial reported an SEM, else `observed`.
+    pub best_trial_by: Option<BestTrialRule>,
+    /// Successful trials from the Sobol design before the model proposes (`--initial_trials N`);
+    /// `None`: max(5, number of parameters).
+    pub initial_trials: Option<usize>,
 }
 
 fn positive_int(cv: &CliValue) -> Result<u64> {
@@ -63,6 +70,8 @@ impl TuneArgs {
         let mut prune = false;
         let mut prune_warmup = 1;
         let mut trial_timeout = None;
+        let mut best_trial_by = None;
+        let mut initial_trials = None;
         for cv in &common.tool_flags {
             match cv.key.as_str() {
                 "bayes_opt_iters" | "bayesian_optimization_n_iter" => {
@@ -79,6 +88,8 @@ impl TuneArgs {
                 "trial_timeout" => {
                     trial_timeout = Some(Duration::from_secs(positive_int(cv)?));
                 }
+                "best_trial_by" => best_trial_by = Some(BestTrialRule::parse(&as_string(cv)?)?),
+                "initial_trials" => initial_trials = Some(positive_int(cv)? as usize),
                 "executor" => match as_string(cv)?.as_str() {
                     "local" => {}
                     other => {
@@ -101,6 +112,8 @@ impl TuneArgs {
             prune,
             prune_warmup,
             trial_timeout,
+            best_trial_by,
+            initial_trials,
         })
     }
 }
