@@ -10,7 +10,8 @@
 //! the TRUE value at the optimiser's recommendation, `Optimizer::recommend`); `mixed` (log float,
 //! log int, float and a 3-way choice on `functions::mixed_objective`).
 //! `--scale` also times one fit + suggestion at 40 and 500 observations in 6 dimensions.
-//! Options of the optimiser for experiments: `--n-initial N`, `--n-candidates N`, `--n-local N`,
+//! Options of the optimiser for experiments: `--n-initial N` (or `--n-initial-2d`: max(5, 2 ×
+//! parameters)), `--n-candidates N`, `--n-local N`,
 //! `--n-restarts N`, `--prior dimscaled`, `--hyper-samples N` (integrated EI over N
 //! hyperparameter draws; `--hyper-burn`, `--hyper-thin`, `--hyper-below`). `BENCH_TRACE=1`
 //! prints every evaluation (point, value, fitted hyperparameters) to stderr.
@@ -114,16 +115,28 @@ fn mixed_value(p: &[ParamValue]) -> f64 {
     }
 }
 
-fn run(p: &Problem, seed: u64, budget: usize, base: &OptimizerConfig, suite: Suite) -> RunResult {
-    let config = OptimizerConfig {
-        seed,
-        direction: Direction::Minimize,
-        ..base.clone()
-    };
+fn run(
+    p: &Problem,
+    seed: u64,
+    budget: usize,
+    base: &OptimizerConfig,
+    suite: Suite,
+    design_2d: bool,
+) -> RunResult {
     let space = if suite == Suite::Mixed {
         mixed_space()
     } else {
         space_of(p)
+    };
+    let config = OptimizerConfig {
+        seed,
+        direction: Direction::Minimize,
+        n_initial: if design_2d {
+            Some((2 * space.len()).max(5))
+        } else {
+            base.n_initial
+        },
+        ..base.clone()
     };
     let sd = noise_sd(p.name).filter(|_| suite == Suite::Noisy);
     let mut noise = Noise(1000 + seed);
@@ -252,6 +265,7 @@ fn main() {
     };
     let suite_name = ["noiseless", "noisy", "mixed"][suite as usize];
     let only = get("--functions");
+    let design_2d = args.iter().any(|a| a == "--n-initial-2d");
     let mut base = OptimizerConfig {
         prior,
         ..Default::default()
@@ -324,7 +338,7 @@ fn main() {
         let mut cpu = Vec::new();
         let mut last = Vec::new();
         for seed in first_seed..first_seed + seeds {
-            let r = run(&p, seed, budget, &base, suite);
+            let r = run(&p, seed, budget, &base, suite, design_2d);
             regrets.push(r.regret);
             times.extend(r.gp_times);
             cpu.extend(r.gp_cpu);
