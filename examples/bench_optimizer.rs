@@ -1,12 +1,17 @@
 //! Benchmark of the Bayesian optimiser on standard test functions (minimised here; the optimiser
 //! is told `Direction::Minimize`). Run through `scripts/bench/optimizer/run.sh`.
 //!
-//! Usage: `bench_optimizer [--budget N] [--seeds S] [--first-seed S0] [--functions a,b] [--scale]
-//! [--json PATH]` (seeds S0..S0+S, default 0..10)
-//! Prints one row per function: median final simple regret over seeds, median suggestion time of
-//! the GP phase, and the median time of the last suggestion (at budget−1 observations).
+//! Usage: `bench_optimizer [--suite noiseless|noisy|mixed] [--budget N] [--seeds S]
+//! [--first-seed S0] [--functions a,b] [--scale] [--json PATH]` (seeds S0..S0+S, default 0..10)
+//! Prints one row per function: median and mean final simple regret over seeds, median suggestion
+//! time of the GP phase, and the median time of the last suggestion (at budget−1 observations).
+//! Suites: `noiseless` (regret of the best value evaluated); `noisy` (each evaluation gets
+//! Gaussian noise of sd `functions::noise_sd`, which the optimiser is told as the SEM; regret is
+//! the TRUE value at the optimiser's recommendation, `Optimizer::recommend`); `mixed` (log float,
+//! log int, float and a 3-way choice on `functions::mixed_objective`).
 //! `--scale` also times one fit + suggestion at 40 and 500 observations in 6 dimensions.
-//! Options of the optimiser for experiments: `--n-initial N`, `--n-candidates N`, `--n-local N`,
+//! Options of the optimiser for experiments: `--n-initial N` (or `--n-initial-2d`: max(5, 2 ×
+//! parameters)), `--n-candidates N`, `--n-local N`,
 //! `--n-restarts N`, `--prior dimscaled`, `--hyper-samples N` (integrated EI over N
 //! hyperparameter draws; `--hyper-burn`, `--hyper-thin`, `--hyper-below`). `BENCH_TRACE=1`
 //! prints every evaluation (point, value, fitted hyperparameters) to stderr.
@@ -63,13 +68,79 @@ fn cpu_seconds() -> f64 {
         .map_or(f64::NAN, |ns| ns * 1e-9)
 }
 
-fn run(p: &Problem, seed: u64, budget: usize, base: &OptimizerConfig) -> RunResult {
+/// Standard normal draws from a seeded splitmix64 stream (Box–Muller), for the noisy suite.
+struct Noise(u64);
+
+impl Noise {
+    fn uniform(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+    fn normal(&mut self) -> f64 {
+        let (u, v) = (self.uniform(), self.uniform());
+        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Suite {
+    Noiseless,
+    Noisy,
+    Mixed,
+}
+
+fn mixed_space() -> Domain {
+    Domain::new(vec![
+        Dimension::log_float("lr", 1e-5, 1e-1),
+        Dimension::log_int("batch", 16, 512),
+        Dimension::float("margin", 0.0, 1.0),
+        Dimension::choice("distance", 3),
+    ])
+    .expect("valid mixed space")
+}
+
+fn mixed_value(p: &[ParamValue]) -> f64 {
+    match (p[0], p[1], p[2], p[3]) {
+        (
+            ParamValue::Float(lr),
+            ParamValue::Int(b),
+            ParamValue::Float(m),
+            ParamValue::Choice(c),
+        ) => mixed_objective(lr, b, m, c),
+        _ => unreachable!("the mixed space's kinds"),
+    }
+}
+
+fn run(
+    p: &Problem,
+    seed: u64,
+    budget: usize,
+    base: &OptimizerConfig,
+    suite: Suite,
+    design_2d: bool,
+) -> RunResult {
+    let space = if suite == Suite::Mixed {
+        mixed_space()
+    } else {
+        space_of(p)
+    };
     let config = OptimizerConfig {
         seed,
         direction: Direction::Minimize,
+        n_initial: if design_2d {
+            Some((2 * space.len()).max(5))
+        } else {
+            base.n_initial
+        },
         ..base.clone()
     };
-    let mut opt = Optimizer::new(space_of(p), config);
+    let sd = noise_sd(p.name).filter(|_| suite == Suite::Noisy);
+    let mut noise = Noise(1000 + seed);
+    let mut opt = Optimizer::new(space, config);
     let n_init = opt.n_initial();
     let mut best = f64::INFINITY;
     let mut gp_times = Vec::new();
@@ -85,24 +156,39 @@ fn run(p: &Problem, seed: u64, budget: usize, base: &OptimizerConfig) -> RunResu
             gp_cpu.push(cpu_seconds() - c);
         }
         last_time = dt;
-        let y = (p.f)(&values(&pts[0]));
+        let y = if suite == Suite::Mixed {
+            mixed_value(&pts[0])
+        } else {
+            (p.f)(&values(&pts[0]))
+        };
         best = best.min(y);
+        let y = y + sd.map_or(0.0, |sd| sd * noise.normal());
         if std::env::var_os("BENCH_TRACE").is_some() {
             let ls: Vec<String> = opt
                 .last_hyperparameters()
                 .map(|t| t.iter().map(|v| format!("{:.2}", v.exp())).collect())
                 .unwrap_or_default();
-            let x: Vec<String> = values(&pts[0]).iter().map(|v| format!("{v:.2}")).collect();
+            let x: Vec<String> = pts[0].iter().map(|v| format!("{v:.2?}")).collect();
             eprintln!(
                 "seed {seed} step {i}: y {y:.4} best {best:.4} x [{}] theta [{}]",
                 x.join(" "),
                 ls.join(" ")
             );
         }
-        opt.observe(&pts[0], y).expect("observe");
+        opt.observe(&pts[0], y, sd).expect("observe");
     }
+    if sd.is_some() {
+        // Under noise the best value seen is not known to the method; its recommendation is.
+        let r = opt.recommend().expect("observations exist");
+        best = (p.f)(&values(&r.point));
+    }
+    let optimum = if suite == Suite::Mixed {
+        mixed_optimum()
+    } else {
+        p.optimum
+    };
     RunResult {
-        regret: best - p.optimum,
+        regret: best - optimum,
         gp_times,
         gp_cpu,
         last_time,
@@ -134,7 +220,7 @@ fn scale_check() {
             );
             let pts = init.suggest(n, &[]).expect("suggest");
             for q in &pts {
-                opt.observe(q, (p.f)(&values(q))).expect("observe");
+                opt.observe(q, (p.f)(&values(q)), None).expect("observe");
             }
             let t = Instant::now();
             let c = cpu_seconds();
@@ -171,7 +257,15 @@ fn main() {
     let first_seed: u64 = get("--first-seed")
         .map(|v| v.parse().expect("--first-seed S"))
         .unwrap_or(0);
+    let suite = match get("--suite").as_deref() {
+        None | Some("noiseless") => Suite::Noiseless,
+        Some("noisy") => Suite::Noisy,
+        Some("mixed") => Suite::Mixed,
+        Some(other) => panic!("--suite noiseless|noisy|mixed, got {other}"),
+    };
+    let suite_name = ["noiseless", "noisy", "mixed"][suite as usize];
     let only = get("--functions");
+    let design_2d = args.iter().any(|a| a == "--n-initial-2d");
     let mut base = OptimizerConfig {
         prior,
         ..Default::default()
@@ -207,9 +301,11 @@ fn main() {
         base.hyper_thin = v.parse().expect("--hyper-thin N");
     }
     let mut json_rows = Vec::new();
-    println!("metricbench GP-LogEI, budget {budget}, {seeds} seeds, prior {prior:?}");
     println!(
-        "{:<12} {:>14} {:>14} {:>16} {:>16} {:>10}",
+        "metricbench GP-LogEI, {suite_name} suite, budget {budget}, {seeds} seeds, prior {prior:?}"
+    );
+    println!(
+        "{:<16} {:>14} {:>14} {:>16} {:>16} {:>10}",
         "function",
         "median regret",
         "mean regret",
@@ -217,9 +313,23 @@ fn main() {
         "median t@last ms",
         "cpu ms"
     );
-    for p in problems() {
+    let list = match suite {
+        // One row; the problem only carries the name (the space and objective are the mixed ones).
+        Suite::Mixed => vec![Problem {
+            name: "mixed",
+            bounds: Vec::new(),
+            optimum: mixed_optimum(),
+            f: |_| unreachable!("the mixed suite evaluates mixed_objective"),
+        }],
+        Suite::Noisy => problems()
+            .into_iter()
+            .filter(|p| noise_sd(p.name).is_some())
+            .collect(),
+        Suite::Noiseless => problems(),
+    };
+    for p in list {
         if let Some(o) = &only {
-            if !o.split(',').any(|f| f == p.name) {
+            if suite != Suite::Mixed && !o.split(',').any(|f| f == p.name) {
                 continue;
             }
         }
@@ -228,7 +338,7 @@ fn main() {
         let mut cpu = Vec::new();
         let mut last = Vec::new();
         for seed in first_seed..first_seed + seeds {
-            let r = run(&p, seed, budget, &base);
+            let r = run(&p, seed, budget, &base, suite, design_2d);
             regrets.push(r.regret);
             times.extend(r.gp_times);
             cpu.extend(r.gp_cpu);
@@ -236,6 +346,8 @@ fn main() {
         }
         let mean = regrets.iter().sum::<f64>() / regrets.len() as f64;
         let all: Vec<String> = regrets.iter().map(|r| format!("{r:.3e}")).collect();
+        // Hartmann-6 ends in its global basin or in the local one at regret ~0.12.
+        let basin = (p.name == "hartmann6").then(|| regrets.iter().filter(|&&r| r < 0.119).count());
         let (mr, mt, ml, mc) = (
             median(&mut regrets),
             1e3 * median(&mut times),
@@ -243,11 +355,20 @@ fn main() {
             1e3 * median(&mut cpu),
         );
         println!(
-            "{:<12} {:>14.3e} {:>14.3e} {:>16.2} {:>16.2} {:>10.2}",
-            p.name, mr, mean, mt, ml, mc
+            "{:<16} {:>14.3e} {:>14.3e} {:>16.2} {:>16.2} {:>10.2}{}",
+            p.name,
+            mr,
+            mean,
+            mt,
+            ml,
+            mc,
+            basin.map_or(String::new(), |b| format!(
+                "   global basin {b} of {}",
+                regrets.len()
+            ))
         );
         json_rows.push(format!(
-            "{{\"method\":\"metricbench-gp\",\"function\":\"{}\",\"median_regret\":{mr:e},\"median_suggest_ms\":{mt},\"median_last_suggest_ms\":{ml},\"median_suggest_cpu_ms\":{mc},\"regrets\":[{}]}}",
+            "{{\"method\":\"metricbench-gp\",\"suite\":\"{suite_name}\",\"function\":\"{}\",\"median_regret\":{mr:e},\"mean_regret\":{mean:e},\"median_suggest_ms\":{mt},\"median_last_suggest_ms\":{ml},\"median_suggest_cpu_ms\":{mc},\"regrets\":[{}]}}",
             p.name,
             all.join(",")
         ));

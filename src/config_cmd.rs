@@ -86,7 +86,8 @@ impl ConfigView {
         out.push_str(&serde_yaml::to_string(&self.merged.combined())?);
         if self.space.is_empty() {
             out.push_str(
-                "# search space: none (no ~BAYESIAN~, ~LOG_BAYESIAN~, ~INT_BAYESIAN~ or ~CHOICE~ keys)\n",
+                "# search space: none (no ~BAYESIAN~, ~LOG_BAYESIAN~, ~INT_BAYESIAN~, \
+                 ~LOG_INT_BAYESIAN~ or ~CHOICE~ keys)\n",
             );
         } else {
             out.push_str(&format!(

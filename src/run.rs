@@ -75,6 +75,8 @@ impl RunArgs {
                         | "prune"
                         | "prune_warmup"
                         | "trial_timeout"
+                        | "best_trial_by"
+                        | "initial_trials"
                         | "executor" => "it is an option of `metricbench tune`",
                         "format" => "it is an option of `metricbench config`",
                         "evaluate_ensemble" => {

@@ -9,6 +9,7 @@
 //!       alpha~LOG_BAYESIAN~: [0.01, 100]   # float, log scale
 //!       base~BAYESIAN~: [0, 1]             # float, linear
 //! batch_size~INT_BAYESIAN~: [32, 256]      # integer, inclusive
+//! embedding_size~LOG_INT_BAYESIAN~: [16, 512]   # integer, inclusive, log scale
 //! sampler~CHOICE~: [{MPerClassSampler: {m: 4}}, null]   # categorical
 //! ```
 //! A parameter's name is the `/`-joined path of plain key names
@@ -38,17 +39,24 @@ use serde_yaml::{Mapping, Value};
 pub const BAYESIAN: &str = "~BAYESIAN~";
 pub const LOG_BAYESIAN: &str = "~LOG_BAYESIAN~";
 pub const INT_BAYESIAN: &str = "~INT_BAYESIAN~";
+pub const LOG_INT_BAYESIAN: &str = "~LOG_INT_BAYESIAN~";
 pub const CHOICE: &str = "~CHOICE~";
 /// All search keywords, longest suffixes first.
-pub const SEARCH_KEYWORDS: [&str; 4] = [LOG_BAYESIAN, INT_BAYESIAN, BAYESIAN, CHOICE];
+pub const SEARCH_KEYWORDS: [&str; 5] = [
+    LOG_INT_BAYESIAN,
+    LOG_BAYESIAN,
+    INT_BAYESIAN,
+    BAYESIAN,
+    CHOICE,
+];
 
 /// What values a parameter takes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ParamKind {
     /// A real number in `[low, high]`; `log`: searched on a log scale (`low > 0`).
     Float { low: f64, high: f64, log: bool },
-    /// An integer in `[low, high]`, both inclusive.
-    Int { low: i64, high: i64 },
+    /// An integer in `[low, high]`, both inclusive; `log`: searched on a log scale (`low >= 1`).
+    Int { low: i64, high: i64, log: bool },
     /// One of the listed values (any JSON-representable YAML value, in the order written).
     Choice(Vec<serde_json::Value>),
 }
@@ -99,9 +107,18 @@ impl Parameter {
                 let tidy = format!("{mid:.11e}").parse::<f64>().unwrap_or(mid);
                 f64_json(tidy.clamp(*low, *high))
             }
-            ParamKind::Int { low, high } => {
-                serde_json::Value::from(((*low as f64 + *high as f64) / 2.0).round() as i64)
-            }
+            ParamKind::Int {
+                low,
+                high,
+                log: false,
+            } => serde_json::Value::from(((*low as f64 + *high as f64) / 2.0).round() as i64),
+            ParamKind::Int {
+                low,
+                high,
+                log: true,
+            } => serde_json::Value::from(
+                ((*low as f64 * *high as f64).sqrt().round() as i64).clamp(*low, *high),
+            ),
             ParamKind::Choice(choices) => choices[0].clone(),
         }
     }
@@ -121,7 +138,7 @@ impl Parameter {
                 }
                 Ok(f64_json(x.clamp(*low, *high)))
             }
-            ParamKind::Int { low, high } => {
+            ParamKind::Int { low, high, .. } => {
                 let i = value
                     .as_i64()
                     .or_else(|| {
@@ -150,7 +167,7 @@ impl Parameter {
     }
 
     /// `{"name", "type", "low", "high", "log", "choices"}`; `low`/`high` are null for a choice,
-    /// `choices` is null for a range, `log` is false except for log-scale floats.
+    /// `choices` is null for a range, `log` is false except for log-scale floats and ints.
     pub fn to_json(&self) -> serde_json::Value {
         let (low, high, log, choices) = match &self.kind {
             ParamKind::Float { low, high, log } => (
@@ -159,10 +176,10 @@ impl Parameter {
                 *log,
                 serde_json::Value::Null,
             ),
-            ParamKind::Int { low, high } => (
+            ParamKind::Int { low, high, log } => (
                 serde_json::Value::from(*low),
                 serde_json::Value::from(*high),
-                false,
+                *log,
                 serde_json::Value::Null,
             ),
             ParamKind::Choice(c) => (
@@ -228,12 +245,25 @@ fn parse_parameter(name: String, key_path: &str, kw: &str, v: &Value) -> Result<
         }
         // A choice is a concrete value; nested search keywords would never be searched.
         check_no_keywords(items, key_path)?;
-        let mut choices = Vec::new();
+        let mut choices: Vec<serde_json::Value> = Vec::new();
         for item in items {
             let j = yaml_to_json(item)
                 .map_err(|e| anyhow!("`{key_path}`: a choice cannot be used: {e}"))?;
             if choices.contains(&j) {
                 bail!("`{key_path}` lists the choice {j} twice");
+            }
+            if let Some(first) = choices
+                .iter()
+                .find(|c| choice_kind(c).is_some() && choice_kind(c) != choice_kind(&j))
+                .filter(|_| choice_kind(&j).is_some())
+            {
+                bail!(
+                    "`{key_path}` mixes choice types: {first} is {} but {j} is {}; list values \
+                     of one type (a component name and a {{Name: {{args}}}} map count as one \
+                     type, and null may join any type as \"none\")",
+                    choice_kind(first).unwrap_or("null"),
+                    choice_kind(&j).unwrap_or("null")
+                );
             }
             choices.push(j);
         }
@@ -270,20 +300,25 @@ fn parse_parameter(name: String, key_path: &str, kw: &str, v: &Value) -> Result<
         );
     }
     let kind = match kw {
-        INT_BAYESIAN => {
+        INT_BAYESIAN | LOG_INT_BAYESIAN => {
             let as_int = |x: f64| -> Result<i64> {
                 if x.fract() != 0.0 || x.abs() >= 9.0e15 {
                     bail!(
-                        "`{key_path}`: {INT_BAYESIAN} bounds must be integers, found {}",
+                        "`{key_path}`: {kw} bounds must be integers, found {}",
                         fmt_num(x)
                     );
                 }
                 Ok(x as i64)
             };
-            ParamKind::Int {
-                low: as_int(low)?,
-                high: as_int(high)?,
+            let log = kw == LOG_INT_BAYESIAN;
+            let (low, high) = (as_int(low)?, as_int(high)?);
+            if log && low < 1 {
+                bail!(
+                    "`{key_path}`: a log-scale integer range needs a low bound of at least 1, \
+                     found [{low}, {high}]"
+                );
             }
+            ParamKind::Int { low, high, log }
         }
         LOG_BAYESIAN => {
             if low <= 0.0 {
@@ -306,6 +341,21 @@ fn parse_parameter(name: String, key_path: &str, kw: &str, v: &Value) -> Result<
         },
     };
     Ok(Parameter { name, kind })
+}
+
+/// The type class of a choice for the mixed-types check: `None` for null (an "off" option that
+/// may join any type); a string and a map share one class, since both name a component (`Name`
+/// or `{Name: {args}}`).
+fn choice_kind(v: &serde_json::Value) -> Option<&'static str> {
+    match v {
+        serde_json::Value::Null => None,
+        serde_json::Value::Bool(_) => Some("a boolean"),
+        serde_json::Value::Number(_) => Some("a number"),
+        serde_json::Value::String(_) | serde_json::Value::Object(_) => {
+            Some("a name or {Name: args} map")
+        }
+        serde_json::Value::Array(_) => Some("a list"),
+    }
 }
 
 /// A string value written like a keyword (`lr: ~BAYESIAN~ [0, 1]`) is a likely mistake.
@@ -502,7 +552,10 @@ impl SearchSpace {
                     format!("[{}, {}]", fmt_num(*low), fmt_num(*high)),
                     if *log { "log" } else { "linear" },
                 ),
-                ParamKind::Int { low, high } => (format!("[{low}, {high}]"), "linear"),
+                ParamKind::Int { low, high, log } => (
+                    format!("[{low}, {high}]"),
+                    if *log { "log" } else { "linear" },
+                ),
                 ParamKind::Choice(c) => (
                     c.iter()
                         .map(|v| v.to_string())
@@ -631,7 +684,14 @@ mod tests {
                 "sampler"
             ]
         );
-        assert_eq!(s.parameters[0].kind, ParamKind::Int { low: 32, high: 256 });
+        assert_eq!(
+            s.parameters[0].kind,
+            ParamKind::Int {
+                low: 32,
+                high: 256,
+                log: false
+            }
+        );
         assert_eq!(
             s.parameters[1].kind,
             ParamKind::Float {
@@ -704,6 +764,21 @@ mod tests {
             ("{a~CHOICE~: []}", "empty list"),
             ("{a~CHOICE~: x}", "non-empty list of choices"),
             ("{a~CHOICE~: [x, x]}", "twice"),
+            (
+                "{l: {a~CHOICE~: [x, 2]}}",
+                "`l/a~CHOICE~` mixes choice types: \"x\" is a name or {Name: args} map but 2 \
+                 is a number",
+            ),
+            ("{a~CHOICE~: [1, true, null]}", "1 is a number but true is a boolean"),
+            (
+                "{b~LOG_INT_BAYESIAN~: [0, 64]}",
+                "`b~LOG_INT_BAYESIAN~`: a log-scale integer range needs a low bound of at least 1, \
+                 found [0, 64]",
+            ),
+            (
+                "{b~LOG_INT_BAYESIAN~: [16, 512.5]}",
+                "~LOG_INT_BAYESIAN~ bounds must be integers, found 512.5",
+            ),
             ("{~BAYESIAN~: [0, 1]}", "needs a key name"),
             (
                 "{a~BAYESIAN~: [0, 1], a~LOG_BAYESIAN~: [1, 2]}",
@@ -725,7 +800,14 @@ mod tests {
         }
         // Integral floats are fine as int bounds.
         let s = space("{a~INT_BAYESIAN~: [1.0, 3]}").unwrap();
-        assert_eq!(s.parameters[0].kind, ParamKind::Int { low: 1, high: 3 });
+        assert_eq!(
+            s.parameters[0].kind,
+            ParamKind::Int {
+                low: 1,
+                high: 3,
+                log: false
+            }
+        );
     }
 
     #[test]
@@ -769,7 +851,8 @@ mod tests {
 
     #[test]
     fn assignments_are_checked() {
-        let s = space("{a~BAYESIAN~: [0, 1], n~INT_BAYESIAN~: [1, 3], c~CHOICE~: [x, 2]}").unwrap();
+        let s =
+            space("{a~BAYESIAN~: [0, 1], n~INT_BAYESIAN~: [1, 3], c~CHOICE~: [x, null]}").unwrap();
         let mut a = s.midpoints();
         assert_eq!(s.check(&a).unwrap(), a);
         a.insert("n".into(), json!(2.0));
@@ -782,7 +865,7 @@ mod tests {
         a.insert("n".into(), json!(1));
         a.insert("c".into(), json!("y"));
         assert!(s.check(&a).unwrap_err().to_string().contains("one of"));
-        a.insert("c".into(), json!(2));
+        a.insert("c".into(), json!(null));
         a.insert("q".into(), json!(2));
         assert!(s
             .check(&a)
@@ -840,14 +923,18 @@ mod tests {
 
     #[test]
     fn json_form_and_table() {
-        let s = space("{a~LOG_BAYESIAN~: [0.001, 1], n~INT_BAYESIAN~: [1, 3], c~CHOICE~: [x, 2]}")
-            .unwrap();
+        let s = space(
+            "{a~LOG_BAYESIAN~: [0.001, 1], n~INT_BAYESIAN~: [1, 3], c~CHOICE~: [x, null], \
+             b~LOG_INT_BAYESIAN~: [16, 512]}",
+        )
+        .unwrap();
         assert_eq!(
             s.to_json(),
             json!([
                 {"name": "a", "type": "float", "low": 0.001, "high": 1.0, "log": true, "choices": null},
                 {"name": "n", "type": "int", "low": 1, "high": 3, "log": false, "choices": null},
-                {"name": "c", "type": "choice", "low": null, "high": null, "log": false, "choices": ["x", 2]},
+                {"name": "c", "type": "choice", "low": null, "high": null, "log": false, "choices": ["x", null]},
+                {"name": "b", "type": "int", "low": 16, "high": 512, "log": true, "choices": null},
             ])
         );
         let t = s.table();
@@ -863,8 +950,24 @@ mod tests {
             "{t}"
         );
         assert!(
-            lines[4].contains("\"x\" | 2") && lines[4].contains("categorical"),
+            lines[4].contains("\"x\" | null") && lines[4].contains("categorical"),
             "{t}"
+        );
+        // The log int: log scale, geometric midpoint (√(16·512) ≈ 90.5 → 91).
+        assert!(
+            lines[5].contains("int")
+                && lines[5].contains("[16, 512]")
+                && lines[5].contains("log")
+                && lines[5].trim_end().ends_with("91"),
+            "{t}"
+        );
+        assert_eq!(
+            s.parameters[3].kind,
+            ParamKind::Int {
+                low: 16,
+                high: 512,
+                log: true
+            }
         );
     }
 }

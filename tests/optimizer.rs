@@ -44,7 +44,7 @@ fn run_sequential(opt: &mut Optimizer, f: impl Fn(&[ParamValue]) -> f64, n: usiz
     let mut all = Vec::new();
     for _ in 0..n {
         let p = opt.suggest(1, &[]).unwrap().remove(0);
-        opt.observe(&p, f(&p)).unwrap();
+        opt.observe(&p, f(&p), None).unwrap();
         all.push(p);
     }
     all
@@ -185,7 +185,7 @@ fn failed_points_are_never_proposed_again_in_a_finite_space() {
             if n % 2 == 0 {
                 opt.mark_failed(&p).unwrap();
             } else {
-                opt.observe(&p, n as f64).unwrap();
+                opt.observe(&p, n as f64, None).unwrap();
             }
         }
         seen.push(p);
@@ -255,11 +255,11 @@ fn empty_space_is_an_error() {
 fn invalid_points_are_errors_not_panics() {
     let mut opt = Optimizer::new(unit_box(2), config(0));
     assert!(matches!(
-        opt.observe(&[ParamValue::Float(0.5)], 1.0),
+        opt.observe(&[ParamValue::Float(0.5)], 1.0, None),
         Err(OptimizerError::InvalidPoint(_))
     ));
     assert!(opt
-        .observe(&[ParamValue::Float(0.5), ParamValue::Float(2.0)], 1.0)
+        .observe(&[ParamValue::Float(0.5), ParamValue::Float(2.0)], 1.0, None)
         .is_err());
     assert!(opt
         .mark_failed(&[ParamValue::Int(0), ParamValue::Float(0.5)])
@@ -273,9 +273,9 @@ fn invalid_points_are_errors_not_panics() {
 fn non_finite_objectives_count_as_failures() {
     let mut opt = Optimizer::new(unit_box(2), config(1));
     let pts = opt.suggest(3, &[]).unwrap();
-    opt.observe(&pts[0], f64::NAN).unwrap();
-    opt.observe(&pts[1], f64::INFINITY).unwrap();
-    opt.observe(&pts[2], 0.5).unwrap();
+    opt.observe(&pts[0], f64::NAN, None).unwrap();
+    opt.observe(&pts[1], f64::INFINITY, None).unwrap();
+    opt.observe(&pts[2], 0.5, None).unwrap();
     assert_eq!(opt.n_failed(), 2);
     assert_eq!(opt.n_observed(), 1);
     let next = opt.suggest(5, &[]).unwrap();
@@ -338,7 +338,7 @@ fn extreme_values_and_bounds_do_not_break_the_model() {
         } else {
             i as f64
         };
-        opt.observe(&p, v).unwrap();
+        opt.observe(&p, v, None).unwrap();
     }
     let batch = opt.suggest(3, &[]).unwrap();
     assert_eq!(batch.len(), 3);
@@ -359,10 +359,10 @@ fn duplicate_observations_are_accepted() {
     );
     let p = vec![ParamValue::Float(0.5)];
     for v in [1.0, 1.1, 0.9, 1.05] {
-        opt.observe(&p, v).unwrap();
+        opt.observe(&p, v, None).unwrap();
     }
     let q = vec![ParamValue::Float(0.1)];
-    opt.observe(&q, 0.2).unwrap();
+    opt.observe(&q, 0.2, None).unwrap();
     let next = opt.suggest(2, &[]).unwrap();
     assert_eq!(next.len(), 2);
     assert!(!next.contains(&p) && !next.contains(&q));
@@ -396,4 +396,236 @@ fn hyperparameter_draws_option_is_seeded_converges_and_changes_the_search() {
         "the Sobol design does not depend on the model"
     );
     assert_ne!(a[5..], map_only[5..]);
+}
+
+// ---- Known observation noise (SEM), the model's recommendation, mixed spaces ----
+
+fn line() -> Domain {
+    Domain::new(vec![Dimension::float("x", 0.0, 1.0)]).unwrap()
+}
+
+/// Observes `(x, value, sem)` triples on the unit line.
+fn observed_line(obs: &[(f64, f64, Option<f64>)]) -> Optimizer {
+    let mut opt = Optimizer::new(line(), config(5));
+    for &(x, v, sem) in obs {
+        opt.observe(&[ParamValue::Float(x)], v, sem).unwrap();
+    }
+    opt
+}
+
+#[test]
+fn sem_reaches_the_gp_equal_means_different_sems() {
+    // Two equally high observations at 0.2 and 0.8 among low ones: the one with the large SEM
+    // is believed less (its posterior mean shrinks towards its neighbours), so the model
+    // recommends the other; swapping the SEMs swaps the choice.
+    let background = [(0.0, 0.0), (0.4, 0.1), (0.5, 0.0), (0.6, 0.1), (1.0, 0.0)];
+    let build = |sem_a: f64, sem_b: f64| {
+        let mut obs: Vec<(f64, f64, Option<f64>)> = background
+            .iter()
+            .map(|&(x, v)| (x, v, Some(0.01)))
+            .collect();
+        obs.push((0.2, 1.0, Some(sem_a)));
+        obs.push((0.8, 1.0, Some(sem_b)));
+        observed_line(&obs)
+    };
+    let a_sure = build(0.01, 0.8).recommend().unwrap();
+    assert_eq!(a_sure.point, vec![ParamValue::Float(0.2)], "{a_sure:?}");
+    assert_eq!((a_sure.observed, a_sure.sem), (1.0, Some(0.01)));
+    let b_sure = build(0.8, 0.01).recommend().unwrap();
+    assert_eq!(b_sure.point, vec![ParamValue::Float(0.8)], "{b_sure:?}");
+    // The well-measured point keeps its value; the noisy one would be believed much lower.
+    let sure = a_sure.model_mean.unwrap();
+    assert!((sure - 1.0).abs() < 0.1, "{a_sure:?}");
+    // Without SEMs both are exact: the model's means at both equal the observations.
+    let mut obs: Vec<(f64, f64, Option<f64>)> =
+        background.iter().map(|&(x, v)| (x, v, None)).collect();
+    obs.push((0.2, 1.0, None));
+    obs.push((0.8, 1.0, None));
+    let exact = observed_line(&obs).recommend().unwrap();
+    assert!((exact.model_mean.unwrap() - 1.0).abs() < 0.01, "{exact:?}");
+}
+
+#[test]
+fn sem_changes_the_suggestions_and_is_deterministic() {
+    let obs_with = |sem: Option<f64>| {
+        let xs: [f64; 7] = [0.05, 0.2, 0.35, 0.5, 0.65, 0.8, 0.95];
+        xs.iter()
+            .map(|&x| (x, (6.0 * x).sin(), if x == 0.35 { sem } else { None }))
+            .collect::<Vec<_>>()
+    };
+    let mut a = observed_line(&obs_with(Some(0.5)));
+    let mut b = observed_line(&obs_with(Some(0.5)));
+    let mut c = observed_line(&obs_with(None));
+    let sa = a.suggest(2, &[]).unwrap();
+    assert_eq!(sa, b.suggest(2, &[]).unwrap(), "same seed, same history");
+    assert_ne!(sa, c.suggest(2, &[]).unwrap(), "the SEM changed nothing");
+}
+
+#[test]
+fn model_recommendation_discounts_a_lucky_noisy_trial() {
+    // A smooth objective with its top at 0.3, observed on a grid with noise of sd 0.15 reported
+    // as the SEM; the draw at 0.8 was lucky (+3 sd) and is the highest observed value. The model
+    // sees that its neighbours are lower and recommends a point near the true top instead.
+    let f = |x: f64| 1.0 - 1.5 * (x - 0.3).powi(2);
+    let noise = [
+        0.05, -0.08, 0.02, 0.03, -0.1, 0.07, -0.04, 0.01, 0.45, -0.02, 0.04,
+    ];
+    let grid: Vec<f64> = (0..11).map(|i| i as f64 / 10.0).collect();
+    let noisy: Vec<(f64, f64, Option<f64>)> = grid
+        .iter()
+        .zip(noise)
+        .map(|(&x, e)| (x, f(x) + e, Some(0.15)))
+        .collect();
+    let opt = observed_line(&noisy);
+    let (best_observed, _) = opt.best().unwrap();
+    assert_eq!(best_observed, &vec![ParamValue::Float(0.8)]);
+    let r = opt.recommend().unwrap();
+    let x = floats(&r.point)[0];
+    assert!((0.2..=0.4).contains(&x), "{r:?}");
+    assert_eq!(r.sem, Some(0.15));
+    assert_eq!(r.observed, noisy[r.index].1);
+    // Exact values (no noise, no SEM): the model's pick is the highest observed value.
+    let exact: Vec<(f64, f64, Option<f64>)> = grid.iter().map(|&x| (x, f(x), None)).collect();
+    let opt = observed_line(&exact);
+    let r = opt.recommend().unwrap();
+    assert_eq!(&r.point, opt.best().unwrap().0);
+    assert!((r.model_mean.unwrap() - r.observed).abs() < 1e-3, "{r:?}");
+    // Minimisation: the same rule, in the caller's orientation.
+    let mut min = Optimizer::new(
+        line(),
+        OptimizerConfig {
+            direction: Direction::Minimize,
+            ..config(5)
+        },
+    );
+    for &(x, v, s) in &noisy {
+        min.observe(&[ParamValue::Float(x)], -v, s).unwrap();
+    }
+    let r = min.recommend().unwrap();
+    assert!((0.2..=0.4).contains(&floats(&r.point)[0]), "{r:?}");
+    assert!(r.model_mean.unwrap() < 0.0, "{r:?}");
+}
+
+#[test]
+fn recommend_does_not_change_later_suggestions() {
+    let mut a = Optimizer::new(unit_box(2), config(3));
+    let mut b = Optimizer::new(unit_box(2), config(3));
+    for step in 0..9 {
+        let pa = a.suggest(1, &[]).unwrap().remove(0);
+        let pb = b.suggest(1, &[]).unwrap().remove(0);
+        assert_eq!(pa, pb, "step {step}");
+        let v = bump(&floats(&pa));
+        a.observe(&pa, v, Some(0.05)).unwrap();
+        b.observe(&pb, v, Some(0.05)).unwrap();
+        a.recommend();
+    }
+}
+
+#[test]
+fn bad_sems_are_errors_naming_the_problem() {
+    let mut opt = Optimizer::new(line(), config(1));
+    let p = [ParamValue::Float(0.5)];
+    for bad in [-0.1, f64::NAN, f64::INFINITY] {
+        let e = opt.observe(&p, 0.3, Some(bad)).unwrap_err();
+        assert!(
+            matches!(&e, OptimizerError::InvalidObservation(m) if m.contains("sem must be a finite number >= 0")),
+            "{e}"
+        );
+    }
+    let e = opt.observe(&p, f64::NAN, Some(0.1)).unwrap_err();
+    assert!(e.to_string().contains("failed evaluation"), "{e}");
+    assert_eq!(opt.n_observed() + opt.n_failed(), 0, "nothing recorded");
+    opt.observe(&p, 0.3, Some(0.0)).unwrap();
+    assert!(opt.has_sem());
+}
+
+fn mixed_space() -> Domain {
+    Domain::new(vec![
+        Dimension::log_float("lr", 1e-5, 1e-1),
+        Dimension::log_int("batch", 16, 512),
+        Dimension::float("margin", 0.0, 1.0),
+        Dimension::choice("distance", 3),
+    ])
+    .unwrap()
+}
+
+fn mixed_objective(p: &[ParamValue]) -> f64 {
+    match (p[0], p[1], p[2], p[3]) {
+        (
+            ParamValue::Float(lr),
+            ParamValue::Int(b),
+            ParamValue::Float(m),
+            ParamValue::Choice(c),
+        ) => {
+            let (lr_opt, m_opt, base) = [(-3.0, 0.2, 0.0), (-3.7, 0.6, 0.05), (-2.5, 0.4, -0.1)][c];
+            let bl = (b as f64).log2();
+            base - 0.08 * (lr.log10() - lr_opt - 0.15 * (bl - 7.0)).powi(2)
+                - 0.5 * (m - m_opt).powi(2)
+                - 0.02 * (bl - 7.3).powi(2)
+        }
+        _ => panic!("wrong kinds {p:?}"),
+    }
+}
+
+#[test]
+fn mixed_spaces_never_propose_an_evaluated_point_twice() {
+    // Continuous + log float + log int + choice, sequential and in batches with pending points.
+    let space = mixed_space();
+    let mut opt = Optimizer::new(space.clone(), config(21));
+    let pts = run_sequential(&mut opt, mixed_objective, 30);
+    let mut all = pts.clone();
+    for _ in 0..3 {
+        let pending = opt.suggest(2, &[]).unwrap();
+        let more = opt.suggest(3, &pending).unwrap();
+        for p in pending.iter().chain(&more) {
+            space.validate(p).unwrap();
+            opt.observe(p, mixed_objective(p), Some(0.01)).unwrap();
+        }
+        all.extend(pending);
+        all.extend(more);
+    }
+    assert_distinct(&all);
+    // An all-discrete space (log int × choice, 3·8 = 24 configurations) is exhausted without a
+    // repeat, then yields nothing.
+    let small = Domain::new(vec![
+        Dimension::log_int("b", 1, 8),
+        Dimension::choice("c", 3),
+    ])
+    .unwrap();
+    let mut opt = Optimizer::new(small.clone(), config(2));
+    let f = |p: &[ParamValue]| match (p[0], p[1]) {
+        (ParamValue::Int(b), ParamValue::Choice(c)) => -((b as f64).ln() - 1.0).powi(2) - c as f64,
+        _ => panic!(),
+    };
+    let pts = run_sequential(&mut opt, f, 24);
+    assert_distinct(&pts);
+    assert!(opt.suggest(1, &[]).unwrap().is_empty());
+}
+
+#[test]
+fn mixed_space_search_finds_the_best_discrete_values_and_is_seeded() {
+    let run = |seed| {
+        let mut opt = Optimizer::new(mixed_space(), config(seed));
+        let mut pts = Vec::new();
+        for _ in 0..30 {
+            let p = opt.suggest(1, &[]).unwrap().remove(0);
+            // Noisy values with their SEM: the seeded suggestions must still be reproducible.
+            let noise = 0.003 * ((pts.len() as f64) * 1.7).sin();
+            opt.observe(&p, mixed_objective(&p) + noise, Some(0.003))
+                .unwrap();
+            pts.push(p);
+        }
+        (pts, opt)
+    };
+    let (a, opt) = run(4);
+    let (b, _) = run(4);
+    assert_eq!(a, b, "same seed, same suggestions with noise and choices");
+    let r = opt.recommend().unwrap();
+    assert_eq!(r.point[3], ParamValue::Choice(1), "{r:?}");
+    match r.point[1] {
+        ParamValue::Int(b) => assert!((80..=320).contains(&b), "{r:?}"),
+        _ => unreachable!(),
+    }
+    // The optimum is 0.05 (distance 1, batch 158, lr and margin at their best).
+    assert!(mixed_objective(&r.point) > 0.03, "{r:?}");
 }

@@ -661,3 +661,96 @@ fn trials_csv_names_the_objective_as_the_worker_reported_it() {
         "{best:?}"
     );
 }
+
+#[test]
+fn noisy_trials_pass_their_sem_and_the_model_chooses_the_best_trial() {
+    // Three folds with noise of sd 0.1 each: every trial reports a mean and a real SEM.
+    let dir = tempfile::tempdir().unwrap();
+    let noisy = [
+        "--bayes_opt_iters",
+        "10",
+        "--initial_trials",
+        "4",
+        "--num_epochs_train",
+        "1",
+        "--num_training_sets",
+        "3",
+        "--example_noise_sd",
+        "0.1",
+    ];
+    let all = succeeds(&mut tune_command(dir.path(), "noisy", &noisy));
+    assert!(
+        all.contains("chosen by the model's posterior mean"),
+        "{all}"
+    );
+    let study = dir.path().join("noisy");
+    let store = StudyStore::open(&study.join("study.db")).unwrap();
+    let trials = store.trials().unwrap();
+    assert_eq!(trials.len(), 10);
+    assert!(
+        trials
+            .iter()
+            .all(|t| t.objective_sem.is_some_and(|s| s > 0.0)),
+        "{trials:?}"
+    );
+    let report: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(study.join("report.yaml")).unwrap()).unwrap();
+    assert_eq!(
+        report["best_trial_by"].as_str(),
+        Some("model"),
+        "{report:?}"
+    );
+    assert!(report["model_mean"].as_f64().is_some(), "{report:?}");
+    let chosen = report["best_trial"].as_str().unwrap();
+    let best_yaml: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(study.join("best_parameters.yaml")).unwrap())
+            .unwrap();
+    assert_eq!(best_yaml["best_sub_experiment_name"].as_str(), Some(chosen));
+    assert_eq!(best_yaml["best_trial_by"].as_str(), Some("model"));
+    let html = std::fs::read_to_string(study.join("report.html")).unwrap();
+    assert!(html.contains("chosen by the model"), "{html}");
+
+    // The same trials judged by the observed rule: `metricbench report` after the rule is
+    // remembered by a resumed run with --best_trial_by observed (nothing left to run).
+    let mut again = noisy.to_vec();
+    again.extend(["--best_trial_by", "observed"]);
+    succeeds(&mut tune_command(dir.path(), "noisy", &again));
+    let out = succeeds(
+        Command::new(env!("CARGO_BIN_EXE_metricbench"))
+            .args(["report"])
+            .arg(&study),
+    );
+    assert!(out.contains("chosen by the highest observed mean"), "{out}");
+    let highest = trials
+        .iter()
+        .max_by(|a, b| a.objective_mean.partial_cmp(&b.objective_mean).unwrap())
+        .unwrap();
+    let best_yaml: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(study.join("best_parameters.yaml")).unwrap())
+            .unwrap();
+    assert_eq!(
+        best_yaml["best_sub_experiment_name"].as_str(),
+        Some(highest.name.as_str())
+    );
+    assert_eq!(best_yaml["best_trial_by"].as_str(), Some("observed"));
+
+    // Bad values of the new flags are errors naming the flag.
+    let bad = fails(&mut tune_command(
+        dir.path(),
+        "other",
+        &["--bayes_opt_iters", "2", "--best_trial_by", "median"],
+    ));
+    assert!(
+        bad.contains("--best_trial_by expects `model` or `observed`"),
+        "{bad}"
+    );
+    let bad = fails(&mut tune_command(
+        dir.path(),
+        "other",
+        &["--bayes_opt_iters", "2", "--initial_trials", "0"],
+    ));
+    assert!(
+        bad.contains("--initial_trials expects a positive integer"),
+        "{bad}"
+    );
+}

@@ -16,6 +16,10 @@ of `num_epochs_train` reports score * (1 - 0.5**e) on `val` (as `mean_average_pr
 Actions: `train` as above; `evaluate` reports every fold's `test` metrics (score * 0.9, as if the
 test classes were a little harder) and `evaluate_ensemble` one `test` evaluation of fold `ensemble`.
 
+`example_noise_sd: S` adds Gaussian noise of sd S to each fold's value (seeded by the experiment
+folder and the fold), so a study sees noisy objectives with a real SEM over folds, as with real
+training; the noise-free score is written to `python_worker_result.json` as `true_objective`.
+
 For testing the coordinator's failure handling, `example_behaviour` may be `crash` (exit 3 before any
 result), `garbage` (print a non-JSON line), `hang` (sleep forever), `nan` (report a NaN objective),
 `error` (report an error event), or `normal`; `example_behaviour_by_trial: {3: crash}` sets it for
@@ -25,9 +29,11 @@ objective under its own name (as a plugin with a metric of its own would) instea
 `eval_metric_for_best_epoch`.
 """
 
+import hashlib
 import json
 import math
 import os
+import random
 import sys
 import threading
 import time
@@ -124,6 +130,7 @@ def main():
         emit("result", objective={"metric": primary, "mean": score, "sem": None}, folds=results)
         return 0
     seconds_per_epoch = float(config.get("example_seconds_per_epoch") or 0.0)
+    noise_sd = float(config.get("example_noise_sd") or 0.0)
     primary = config.get("eval_metric_for_best_epoch") or "mean_average_precision_at_r"
     score = float("nan") if behaviour == "nan" else score_of(parameters)
     folder = job["experiment_folder"]
@@ -132,10 +139,14 @@ def main():
     for fold in range(folds):
         name = f"fold{fold}"
         best = None
+        # One noise draw per fold, the same at every epoch (a fold's split decides how well it
+        # does), seeded so a re-run of the same trial reports the same values.
+        seed = int.from_bytes(hashlib.sha256(f"{os.path.basename(os.path.normpath(job['experiment_folder']))}/{name}".encode()).digest()[:8], "little")
+        fold_noise = random.Random(seed).gauss(0.0, noise_sd) if noise_sd > 0 else 0.0
         for epoch in range(1, epochs + 1):
             time.sleep(seconds_per_epoch)
             emit("progress", fold=name, epoch=epoch, iteration=epoch, total_iterations=epochs, loss=1.0 / epoch)
-            value = score * (1 - 0.5**epoch)
+            value = score * (1 - 0.5**epoch) + fold_noise
             metrics = {primary: None if math.isnan(value) else value, "precision_at_1": None if math.isnan(value) else value}
             is_best = not math.isnan(value) and (best is None or value > best[1])
             if is_best:
@@ -156,7 +167,7 @@ def main():
     # Record what was run, written atomically like every metricbench file.
     record = os.path.join(folder, "python_worker_result.json")
     with open(record + ".tmp", "w") as f:
-        json.dump({"parameters": parameters, "folds": fold_results, "objective": mean}, f)
+        json.dump({"parameters": parameters, "folds": fold_results, "objective": mean, "true_objective": score * (1 - 0.5**epochs)}, f)
     os.replace(record + ".tmp", record)
     note("done")
     objective_metric = config.get("example_objective_metric") or primary

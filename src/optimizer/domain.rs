@@ -10,6 +10,9 @@
 //! * `Float` — one coordinate, linear in the value, or in `ln(value)` when `log` is set;
 //! * `Int` — one coordinate; the integer `v` sits at the centre of its bin,
 //!   `(v - low + 0.5) / (high - low + 1)`, so every integer owns an equal slice of `[0, 1]`;
+//!   with `log`, the bins are `[ln(v - ½), ln(v + ½))` scaled from `[ln(low - ½), ln(high + ½)]`
+//!   to `[0, 1]` and `v` sits at `ln v` inside its bin, so 16 → 32 is as far as 256 → 512 and
+//!   every integer still owns exactly one slice;
 //! * `Choice(n)` — `n` coordinates, a one-hot vector.
 //!
 //! Discrete parameters are always encoded exactly (bin centres / one-hot), so two points are the
@@ -22,8 +25,8 @@ use super::OptimizerError;
 pub enum DimensionKind {
     /// Real value in `[low, high]`; with `log` the search is uniform in `ln(value)` (needs `low > 0`).
     Float { low: f64, high: f64, log: bool },
-    /// Integer in `low..=high`.
-    Int { low: i64, high: i64 },
+    /// Integer in `low..=high`; with `log` the search is uniform in `ln(value)` (needs `low >= 1`).
+    Int { low: i64, high: i64, log: bool },
     /// One of `n` unordered options, identified by index `0..n`.
     Choice { n: usize },
 }
@@ -59,7 +62,22 @@ impl Dimension {
     pub fn int(name: impl Into<String>, low: i64, high: i64) -> Self {
         Self {
             name: name.into(),
-            kind: DimensionKind::Int { low, high },
+            kind: DimensionKind::Int {
+                low,
+                high,
+                log: false,
+            },
+        }
+    }
+    /// An integer searched on a log scale (batch sizes, embedding sizes).
+    pub fn log_int(name: impl Into<String>, low: i64, high: i64) -> Self {
+        Self {
+            name: name.into(),
+            kind: DimensionKind::Int {
+                low,
+                high,
+                log: true,
+            },
         }
     }
     pub fn choice(name: impl Into<String>, n: usize) -> Self {
@@ -98,8 +116,8 @@ pub(crate) const SAME_POINT_TOL: f64 = 1e-9;
 
 impl Domain {
     /// Validates the parameters. Errors: no parameters at all, duplicate names, `low >= high` or a
-    /// non-finite bound for floats, `low <= 0` for log floats, `low > high` for ints, fewer than
-    /// one option for choices. `Int` with `low == high` and `Choice { n: 1 }` are allowed (constant).
+    /// non-finite bound for floats, `low <= 0` for log floats, `low > high` for ints, `low < 1`
+    /// for log ints, fewer than one option for choices. `Int` with `low == high` and `Choice { n: 1 }` are allowed (constant).
     pub fn new(params: Vec<Dimension>) -> Result<Self, OptimizerError> {
         if params.is_empty() {
             return Err(OptimizerError::EmptySpace);
@@ -127,9 +145,12 @@ impl Domain {
                         return Err(bad("a log-scaled parameter needs low > 0"));
                     }
                 }
-                DimensionKind::Int { low, high } => {
+                DimensionKind::Int { low, high, log } => {
                     if low > high {
                         return Err(bad("low must not exceed high"));
+                    }
+                    if log && low < 1 {
+                        return Err(bad("a log-scaled integer needs low >= 1"));
                     }
                 }
                 DimensionKind::Choice { n } => {
@@ -176,7 +197,7 @@ impl Domain {
         for p in &self.params {
             total *= match p.kind {
                 DimensionKind::Float { .. } => return None,
-                DimensionKind::Int { low, high } => (high as f64 - low as f64) + 1.0,
+                DimensionKind::Int { low, high, .. } => (high as f64 - low as f64) + 1.0,
                 DimensionKind::Choice { n } => n as f64,
             };
         }
@@ -201,7 +222,7 @@ impl Domain {
                         return Err(bad("value outside [low, high]"));
                     }
                 }
-                (DimensionKind::Int { low, high }, ParamValue::Int(x)) => {
+                (DimensionKind::Int { low, high, .. }, ParamValue::Int(x)) => {
                     if x < low || x > high {
                         return Err(bad("value outside low..=high"));
                     }
@@ -225,8 +246,8 @@ impl Domain {
                 (&DimensionKind::Float { low, high, log }, &ParamValue::Float(v)) => {
                     x[off] = float_to_unit(v, low, high, log);
                 }
-                (&DimensionKind::Int { low, high }, &ParamValue::Int(v)) => {
-                    x[off] = int_to_unit(v, low, high);
+                (&DimensionKind::Int { low, high, log }, &ParamValue::Int(v)) => {
+                    x[off] = int_to_unit(v, low, high, log);
                 }
                 (&DimensionKind::Choice { n }, &ParamValue::Choice(c)) => {
                     x[off + c.min(n - 1)] = 1.0;
@@ -248,7 +269,9 @@ impl Domain {
                 DimensionKind::Float { low, high, log } => {
                     ParamValue::Float(unit_to_float(x[off], low, high, log))
                 }
-                DimensionKind::Int { low, high } => ParamValue::Int(unit_to_int(x[off], low, high)),
+                DimensionKind::Int { low, high, log } => {
+                    ParamValue::Int(unit_to_int(x[off], low, high, log))
+                }
                 DimensionKind::Choice { n } => ParamValue::Choice(argmax(&x[off..off + n])),
             })
             .collect()
@@ -261,8 +284,8 @@ impl Domain {
         for (p, &off) in self.params.iter().zip(&self.offsets) {
             match p.kind {
                 DimensionKind::Float { .. } => x[off] = x[off].clamp(0.0, 1.0),
-                DimensionKind::Int { low, high } => {
-                    x[off] = int_to_unit(unit_to_int(x[off], low, high), low, high)
+                DimensionKind::Int { low, high, log } => {
+                    x[off] = int_to_unit(unit_to_int(x[off], low, high, log), low, high, log)
                 }
                 DimensionKind::Choice { n } => {
                     let c = argmax(&x[off..off + n]);
@@ -284,8 +307,8 @@ impl Domain {
             let ui = ui.clamp(0.0, 1.0);
             match p.kind {
                 DimensionKind::Float { .. } => x[off] = ui,
-                DimensionKind::Int { low, high } => {
-                    x[off] = int_to_unit(unit_to_int(ui, low, high), low, high)
+                DimensionKind::Int { low, high, log } => {
+                    x[off] = int_to_unit(unit_to_int(ui, low, high, log), low, high, log)
                 }
                 DimensionKind::Choice { n } => x[off + ((ui * n as f64) as usize).min(n - 1)] = 1.0,
             }
@@ -305,28 +328,40 @@ impl Domain {
 
     /// For each discrete parameter, its alternative encodings near `x` (the discrete line search
     /// after L-BFGS): all options of a choice; for an int, every value when it has at most 16,
-    /// otherwise the two neighbours on each side.
+    /// otherwise the two neighbours on each side (a log int also its values at ×2^(±¼, ±½, ±1),
+    /// the steps its scale calls neighbours).
     pub(crate) fn discrete_moves(&self, x: &[f64]) -> Vec<Vec<(usize, Vec<f64>)>> {
         let mut moves = Vec::new();
         for (p, &off) in self.params.iter().zip(&self.offsets) {
             match p.kind {
                 DimensionKind::Float { .. } => {}
-                DimensionKind::Int { low, high } => {
-                    let cur = unit_to_int(x[off], low, high);
+                DimensionKind::Int { low, high, log } => {
+                    let cur = unit_to_int(x[off], low, high, log);
                     let count = high as i128 - low as i128 + 1;
                     let values: Vec<i64> = if count <= 16 {
                         (low..=high).filter(|&v| v != cur).collect()
                     } else {
-                        [-2i64, -1, 1, 2]
+                        let mut v: Vec<i64> = [-2i64, -1, 1, 2]
                             .iter()
                             .filter_map(|d| cur.checked_add(*d))
-                            .filter(|v| *v >= low && *v <= high)
-                            .collect()
+                            .collect();
+                        if log {
+                            for e in [-1.0, -0.5, -0.25, 0.25, 0.5, 1.0] {
+                                let m = (cur as f64 * 2f64.powf(e)).round();
+                                if m.is_finite() && m.abs() < 9.0e15 {
+                                    v.push(m as i64);
+                                }
+                            }
+                        }
+                        v.sort_unstable();
+                        v.dedup();
+                        v.retain(|&w| w >= low && w <= high && w != cur);
+                        v
                     };
                     moves.push(
                         values
                             .into_iter()
-                            .map(|v| (off, vec![int_to_unit(v, low, high)]))
+                            .map(|v| (off, vec![int_to_unit(v, low, high, log)]))
                             .collect(),
                     );
                 }
@@ -347,6 +382,38 @@ impl Domain {
             }
         }
         moves
+    }
+}
+
+impl Domain {
+    /// Every configuration of a finite space, as encodings (the caller bounds the size; float
+    /// parameters, which make a space infinite, are placed at their midpoint).
+    pub(crate) fn enumerate(&self) -> Vec<Vec<f64>> {
+        let values: Vec<Vec<Vec<f64>>> = self
+            .params
+            .iter()
+            .map(|p| match p.kind {
+                DimensionKind::Int { low, high, log } => (low..=high)
+                    .map(|v| vec![int_to_unit(v, low, high, log)])
+                    .collect(),
+                DimensionKind::Choice { n } => (0..n)
+                    .map(|c| (0..n).map(|i| if i == c { 1.0 } else { 0.0 }).collect())
+                    .collect(),
+                DimensionKind::Float { .. } => vec![vec![0.5]],
+            })
+            .collect();
+        let total: usize = values.iter().map(|v| v.len()).product();
+        (0..total)
+            .map(|mut idx| {
+                let mut x = vec![0.0; self.dim];
+                for (vals, &off) in values.iter().zip(&self.offsets) {
+                    let enc = &vals[idx % vals.len()];
+                    idx /= vals.len();
+                    x[off..off + enc.len()].copy_from_slice(enc);
+                }
+                x
+            })
+            .collect()
     }
 }
 
@@ -398,20 +465,40 @@ fn unit_to_float(u: f64, low: f64, high: f64, log: bool) -> f64 {
 
 // Ints: f64 arithmetic on i128 spans, so even [i64::MIN, i64::MAX] does not overflow (precision
 // then degrades to f64's 53 bits, which is documented as the limit).
-fn int_to_unit(v: i64, low: i64, high: i64) -> f64 {
+fn int_to_unit(v: i64, low: i64, high: i64, log: bool) -> f64 {
+    if log {
+        let (a, b) = log_int_range(low, high);
+        return ((v as f64).ln() - a) / (b - a);
+    }
     let count = (high as i128 - low as i128 + 1) as f64;
     (((v as i128 - low as i128) as f64) + 0.5) / count
 }
 
-fn unit_to_int(u: f64, low: i64, high: i64) -> i64 {
+fn unit_to_int(u: f64, low: i64, high: i64, log: bool) -> i64 {
     let u = if u.is_finite() {
         u.clamp(0.0, 1.0)
     } else {
         0.0
     };
+    if log {
+        // The bin of v is [ln(v − ½), ln(v + ½)): rounding the value to the nearest integer
+        // finds it, and ln v (its encoding) rounds back to v.
+        let (a, b) = log_int_range(low, high);
+        let v = (a * (1.0 - u) + b * u).exp().round();
+        return if v.is_finite() {
+            (v as i128).clamp(low as i128, high as i128) as i64
+        } else {
+            high
+        };
+    }
     let count = (high as i128 - low as i128 + 1) as f64;
     let k = ((u * count).floor() as i128).clamp(0, high as i128 - low as i128);
     (low as i128 + k) as i64
+}
+
+/// `[ln(low − ½), ln(high + ½)]`, the log-scale span of a log int's bins (`low >= 1`).
+fn log_int_range(low: i64, high: i64) -> (f64, f64) {
+    ((low as f64 - 0.5).ln(), (high as f64 + 0.5).ln())
 }
 
 #[cfg(test)]
@@ -500,6 +587,11 @@ mod tests {
         assert!(Domain::new(vec![Dimension::float("a", f64::NAN, 1.0)]).is_err());
         assert!(Domain::new(vec![Dimension::log_float("a", 0.0, 1.0)]).is_err());
         assert!(Domain::new(vec![Dimension::int("a", 2, 1)]).is_err());
+        let e = Domain::new(vec![Dimension::log_int("batch", 0, 64)]).unwrap_err();
+        assert!(
+            e.to_string().contains("\"batch\"") && e.to_string().contains("low >= 1"),
+            "{e}"
+        );
         assert!(Domain::new(vec![Dimension::choice("a", 0)]).is_err());
         assert!(Domain::new(vec![Dimension::int("a", 0, 1), Dimension::int("a", 0, 1)]).is_err());
     }
@@ -563,5 +655,67 @@ mod tests {
             ParamValue::Choice(0),
         ];
         assert!(s.validate(&p).is_err());
+    }
+
+    #[test]
+    fn log_ints_own_one_log_scale_bin_each_and_round_trip_exactly() {
+        let s = Domain::new(vec![Dimension::log_int("batch", 16, 512)]).unwrap();
+        let (a, b) = log_int_range(16, 512);
+        for v in 16..=512 {
+            let x = s.encode(&[ParamValue::Int(v)]);
+            assert_eq!(s.decode(&x), vec![ParamValue::Int(v)]);
+            let mut y = x.clone();
+            s.snap(&mut y);
+            assert_eq!(x, y, "snap moved {v}");
+            // Its bin edges decode to v (just inside) and the neighbours (just outside).
+            let lo = ((v as f64 - 0.5).ln() - a) / (b - a);
+            let hi = ((v as f64 + 0.5).ln() - a) / (b - a);
+            assert!(lo < x[0] && x[0] < hi);
+            assert_eq!(s.decode(&[lo + 1e-12]), vec![ParamValue::Int(v)]);
+            assert_eq!(s.decode(&[hi - 1e-12]), vec![ParamValue::Int(v)]);
+        }
+        // Log scale: a doubling is the same distance everywhere (up to the half-integer edges).
+        let enc = |v| s.encode(&[ParamValue::Int(v)])[0];
+        assert!(((enc(32) - enc(16)) - (enc(512) - enc(256))).abs() < 1e-12);
+        assert_eq!(s.decode(&[0.0]), vec![ParamValue::Int(16)]);
+        assert_eq!(s.decode(&[1.0]), vec![ParamValue::Int(512)]);
+        // Sobol coordinates spread over the log scale: half the unit interval is below ~90.
+        let mid = match s.decode(&s.from_param_unit(&[0.5]))[0] {
+            ParamValue::Int(v) => v,
+            _ => unreachable!(),
+        };
+        assert!((85..=95).contains(&mid), "{mid}");
+        // Neighbour moves include the multiplicative steps, all valid and distinct from the value.
+        let moves = s.discrete_moves(&s.encode(&[ParamValue::Int(128)]));
+        let vals: Vec<i64> = moves[0]
+            .iter()
+            .map(|(_, e)| match s.decode(e)[0] {
+                ParamValue::Int(v) => v,
+                _ => unreachable!(),
+            })
+            .collect();
+        for want in [64, 91, 108, 126, 127, 129, 130, 152, 181, 256] {
+            assert!(vals.contains(&want), "{want} missing from {vals:?}");
+        }
+        assert!(!vals.contains(&128));
+    }
+
+    #[test]
+    fn enumeration_lists_every_configuration_once() {
+        let s = Domain::new(vec![
+            Dimension::log_int("b", 1, 8),
+            Dimension::int("n", -1, 1),
+            Dimension::choice("c", 2),
+        ])
+        .unwrap();
+        let all = s.enumerate();
+        assert_eq!(all.len(), 8 * 3 * 2);
+        let mut decoded: Vec<Point> = all.iter().map(|x| s.decode(x)).collect();
+        decoded.dedup();
+        for (i, p) in decoded.iter().enumerate() {
+            s.validate(p).unwrap();
+            assert_eq!(s.encode(p), all[i]);
+            assert!(!decoded[..i].contains(p));
+        }
     }
 }

@@ -108,6 +108,10 @@ pub(crate) struct Data {
     pub x: Vec<f64>,
     pub y: Vec<f64>,
     pub d: usize,
+    /// Known observation-noise variance of each output (the squared standardised SEM), added to
+    /// the learned homoscedastic noise on the diagonal; empty when no observation has one. The
+    /// learned term then acts as a floor for model error the SEMs do not cover.
+    pub noise: Vec<f64>,
 }
 
 impl Data {
@@ -116,6 +120,10 @@ impl Data {
     }
     pub fn row(&self, i: usize) -> &[f64] {
         &self.x[i * self.d..(i + 1) * self.d]
+    }
+    /// Known noise variance of output `i` (0 without SEMs).
+    pub fn known_noise(&self, i: usize) -> f64 {
+        self.noise.get(i).copied().unwrap_or(0.0)
     }
 }
 
@@ -149,7 +157,7 @@ fn gram(data: &Data, theta: &[f64]) -> DMatrix<f64> {
     let n = data.n();
     let mut k = DMatrix::zeros(n, n);
     for a in 0..n {
-        k[(a, a)] = s + noise;
+        k[(a, a)] = s + noise + data.known_noise(a);
         for b in 0..a {
             let v = kernel(data.row(a), data.row(b), &inv_ls2, s);
             k[(a, b)] = v;
@@ -468,6 +476,10 @@ impl Posterior {
         let mut data = self.data.clone();
         data.x.extend_from_slice(x);
         data.y.push(y);
+        // A fantasy is the model's own belief, not a measurement: no known noise.
+        if !data.noise.is_empty() {
+            data.noise.push(0.0);
+        }
         Posterior::build(data, &self.theta, self.gls)
     }
 
@@ -558,7 +570,12 @@ mod tests {
                     + 0.01 * rng.normal()
             })
             .collect();
-        Data { x, y, d }
+        Data {
+            x,
+            y,
+            d,
+            noise: Vec::new(),
+        }
     }
 
     /// The analytic gradient of the negative log posterior against central finite differences,
@@ -769,6 +786,7 @@ mod reference_tests {
             x: xs.concat(),
             y: xs.iter().map(|x| f(x)).collect(),
             d: 3,
+            noise: Vec::new(),
         }
     }
 
@@ -875,7 +893,12 @@ mod mean_tests {
             x.extend_from_slice(&p);
             y.push(0.0);
         }
-        let data = Data { x, y, d: 2 };
+        let data = Data {
+            x,
+            y,
+            d: 2,
+            noise: Vec::new(),
+        };
         let theta = [(0.15f64).ln(), (0.15f64).ln(), 0.0, (1e-4f64).ln()];
         let gls = Posterior::new_gls(data.clone(), &theta).unwrap();
         let zero = Posterior::new(data, &theta).unwrap();

@@ -10,7 +10,7 @@
 //! ]).unwrap();
 //! let mut opt = Optimizer::new(space, OptimizerConfig { seed: 7, ..Default::default() });
 //! let batch = opt.suggest(2, &[]).unwrap();          // two different points to run in parallel
-//! opt.observe(&batch[0], 0.61).unwrap();             // finished: objective value (maximised)
+//! opt.observe(&batch[0], 0.61, None).unwrap();       // finished: objective value (maximised)
 //! opt.mark_failed(&batch[1]).unwrap();               // crashed: never proposed again, not modelled
 //! let running = vec![batch[0].clone()];
 //! let next = opt.suggest(1, &running).unwrap();      // pending points are accounted for
@@ -186,6 +186,9 @@ pub enum OptimizerError {
     EmptySpace,
     InvalidSpace(String),
     InvalidPoint(String),
+    /// An observation's value or standard error cannot be used (negative or non-finite SEM, an
+    /// SEM on a failed evaluation).
+    InvalidObservation(String),
 }
 
 impl fmt::Display for OptimizerError {
@@ -194,6 +197,7 @@ impl fmt::Display for OptimizerError {
             OptimizerError::EmptySpace => write!(f, "the search space has no parameters"),
             OptimizerError::InvalidSpace(m) => write!(f, "invalid search space: {m}"),
             OptimizerError::InvalidPoint(m) => write!(f, "invalid point: {m}"),
+            OptimizerError::InvalidObservation(m) => write!(f, "invalid observation: {m}"),
         }
     }
 }
@@ -298,6 +302,23 @@ struct Observation {
     value: f64,
     /// Objective in the internal "larger is better" orientation.
     internal: f64,
+    /// Standard error of `value` (caller units), when the evaluation reported one.
+    sem: Option<f64>,
+}
+
+/// The optimiser's pick among the completed evaluations (see [`Optimizer::recommend`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recommendation {
+    /// Index of the chosen observation, in the order [`Optimizer::observe`] received them.
+    pub index: usize,
+    pub point: Point,
+    /// The value observed there, and its standard error if one was reported.
+    pub observed: f64,
+    pub sem: Option<f64>,
+    /// The model's posterior mean at the point (caller units); `None` when no model could be
+    /// built (fewer than two observations, or all values equal), in which case the point is the
+    /// best observed one.
+    pub model_mean: Option<f64>,
 }
 
 /// The Bayesian optimiser. See the module documentation for the method and the edge cases.
@@ -356,10 +377,34 @@ impl Optimizer {
     }
 
     /// Records a finished evaluation. A non-finite `value` marks the point failed instead (a
-    /// worker reporting NaN is a failed trial, SPEC §5.4). Observing the same point twice keeps
-    /// both values (the noise term absorbs them).
-    pub fn observe(&mut self, point: &[ParamValue], value: f64) -> Result<(), OptimizerError> {
+    /// worker reporting NaN is a failed trial). Observing the same point twice keeps both values
+    /// (the noise term absorbs them).
+    ///
+    /// `sem` is the standard error of `value` when the evaluation measured one (e.g. the spread
+    /// of a metric over cross-validation folds): the model treats its square as that
+    /// observation's known noise variance, on top of the learned noise. `None` keeps the
+    /// behaviour of a noise-free observation. Errors: a negative, NaN or infinite SEM, or an SEM
+    /// given with a non-finite value (a failed evaluation has no standard error).
+    pub fn observe(
+        &mut self,
+        point: &[ParamValue],
+        value: f64,
+        sem: Option<f64>,
+    ) -> Result<(), OptimizerError> {
         self.space.validate(point)?;
+        if let Some(e) = sem {
+            if !value.is_finite() {
+                return Err(OptimizerError::InvalidObservation(format!(
+                    "sem = {e} given for a failed evaluation (value {value}); a failed \
+                     evaluation has no standard error"
+                )));
+            }
+            if !(e.is_finite() && e >= 0.0) {
+                return Err(OptimizerError::InvalidObservation(format!(
+                    "sem must be a finite number >= 0, got {e}"
+                )));
+            }
+        }
         if !value.is_finite() {
             return self.mark_failed(point);
         }
@@ -372,6 +417,7 @@ impl Optimizer {
             point: point.to_vec(),
             value,
             internal,
+            sem,
         });
         Ok(())
     }
@@ -392,6 +438,63 @@ impl Optimizer {
                 _ => Some(o),
             })
             .map(|o| (&o.point, o.value))
+    }
+
+    /// Whether any observation so far came with a standard error.
+    pub fn has_sem(&self) -> bool {
+        self.observations.iter().any(|o| o.sem.is_some())
+    }
+
+    /// The completed evaluation the model believes best: the one with the highest posterior
+    /// mean at its point (lowest for `Minimize`), as Ax recommends under noise. A lucky noisy
+    /// draw at a mediocre point is discounted by its neighbours and its SEM, where the highest
+    /// observed value would favour it. Falls back to the best observed value (`model_mean`
+    /// `None`) when no model can be built. Leaves the optimiser untouched: its next suggestions
+    /// are the same whether or not this was called. `None` without observations.
+    pub fn recommend(&self) -> Option<Recommendation> {
+        if self.observations.is_empty() {
+            return None;
+        }
+        let observed_best = || {
+            let (index, o) = self.observations.iter().enumerate().fold(
+                None::<(usize, &Observation)>,
+                |b, (i, o)| match b {
+                    Some((_, bo)) if bo.internal >= o.internal => b,
+                    _ => Some((i, o)),
+                },
+            )?;
+            Some(Recommendation {
+                index,
+                point: o.point.clone(),
+                observed: o.value,
+                sem: o.sem,
+                model_mean: None,
+            })
+        };
+        if self.observations.len() < 2 {
+            return observed_best();
+        }
+        // A scratch copy fits the model, so the warm start and refit schedule of the real
+        // optimiser are unchanged.
+        let mut scratch = self.clone();
+        let mut rng = Rng::new(derive_seed(self.config.seed ^ 0x5eed_0b5e, 0));
+        let Some((model, _, transform)) = scratch.build_model(&[], &mut rng) else {
+            return observed_best();
+        };
+        let means: Vec<f64> = self.observations.iter().map(|o| model.mean(&o.x)).collect();
+        let index = (0..means.len()).fold(0, |b, i| if means[i] > means[b] { i } else { b });
+        let o = &self.observations[index];
+        let internal = transform.inverse(means[index]);
+        Some(Recommendation {
+            index,
+            point: o.point.clone(),
+            observed: o.value,
+            sem: o.sem,
+            model_mean: Some(match self.config.direction {
+                Direction::Maximize => internal,
+                Direction::Minimize => -internal,
+            }),
+        })
     }
 
     /// Proposes up to `k` new points, all distinct from each other, from every observed, failed
@@ -419,7 +522,7 @@ impl Optimizer {
             None
         };
         match gp_state {
-            Some((mut post, mut best)) => {
+            Some((mut post, mut best, _)) => {
                 for _ in 0..k {
                     let excluded: Vec<&[f64]> =
                         known.iter().chain(&chosen).map(|v| v.as_slice()).collect();
@@ -501,7 +604,7 @@ impl Optimizer {
         if size > 1e6 {
             return;
         }
-        for x in enumerate(&self.space) {
+        for x in self.space.enumerate() {
             if chosen.len() >= target {
                 return;
             }
@@ -511,9 +614,14 @@ impl Optimizer {
         }
     }
 
-    /// Fits the GP and conditions it on the pending points. Returns the posterior and the
-    /// incumbent (standardised). `None` if the model cannot be built (fallback to Sobol).
-    fn build_model(&mut self, pending_x: &[Vec<f64>], rng: &mut Rng) -> Option<(Model, f64)> {
+    /// Fits the GP and conditions it on the pending points. Returns the posterior, the
+    /// incumbent (standardised) and the output transform. `None` if the model cannot be built
+    /// (fallback to Sobol).
+    fn build_model(
+        &mut self,
+        pending_x: &[Vec<f64>],
+        rng: &mut Rng,
+    ) -> Option<(Model, f64, OutputTransform)> {
         let d = self.space.encoded_dim();
         let n = self.observations.len();
         // Standardise in units of the largest magnitude first, so values near f64::MAX neither
@@ -547,10 +655,31 @@ impl Optimizer {
             .iter()
             .map(|o| (o.internal / scale - mean_s) / std_s)
             .collect();
-        let ys = if self.config.compress_bad_tail {
-            compress_bad_tail(&ys)
+        let tail = if self.config.compress_bad_tail {
+            BadTail::fit(&ys)
         } else {
-            ys
+            None
+        };
+        let transform = OutputTransform {
+            scale,
+            mean_s,
+            std_s,
+            tail,
+        };
+        let ys: Vec<f64> = self
+            .observations
+            .iter()
+            .map(|o| transform.forward(o.internal))
+            .collect();
+        // Known noise on the model's scale: the SEM goes through the same affine map as the
+        // values, times the local slope of the tail compression (a first-order propagation).
+        let noise: Vec<f64> = if self.has_sem() {
+            self.observations
+                .iter()
+                .map(|o| (o.sem.unwrap_or(0.0) * transform.slope(o.internal)).powi(2))
+                .collect()
+        } else {
+            Vec::new()
         };
         let model_idx = subset(&ys, self.config.max_model_points, rng);
         let fit_idx = if model_idx.len() > self.config.max_fit_points {
@@ -569,6 +698,11 @@ impl Optimizer {
                 .collect(),
             y: idx.iter().map(|&i| ys[i]).collect(),
             d,
+            noise: if noise.is_empty() {
+                Vec::new()
+            } else {
+                idx.iter().map(|&i| noise[i]).collect()
+            },
         };
         let n_modelled = model_idx.len();
         let theta = match &self.last_theta {
@@ -618,13 +752,23 @@ impl Optimizer {
             })
             .collect::<Option<Vec<_>>>()?;
         let mut post = Model { posts };
-        let mut best = ys.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        // The incumbent EI improves on: the best observed value when observations are exact;
+        // with known noise, the best posterior mean at an observed point (a noisy maximum would
+        // set the bar at a lucky draw, and EI would stop exploring).
+        let mut best = if noise.is_empty() {
+            ys.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+        } else {
+            self.observations
+                .iter()
+                .map(|o| post.mean(&o.x))
+                .fold(f64::NEG_INFINITY, f64::max)
+        };
         for x in pending_x {
             let f = self.fantasy_value(&post, x);
             best = best.max(f);
             post = post.with_extra(x, f)?;
         }
-        Some((post, best))
+        Some((post, best, transform))
     }
 
     /// The acquisition maximiser. Returns a snapped encoded point not in `excluded`, or `None`
@@ -652,7 +796,7 @@ impl Optimizer {
         // Candidate pool: scrambled Sobol (or the whole space when it is small and finite),
         // plus perturbations of the best observed points.
         let mut pool: Vec<Vec<f64>> = match space.finite_size() {
-            Some(s) if s <= self.config.n_candidates as f64 => enumerate(space),
+            Some(s) if s <= self.config.n_candidates as f64 => space.enumerate(),
             _ => {
                 let seed = rng.next_u32();
                 (0..self.config.n_candidates)
@@ -824,21 +968,94 @@ impl Optimizer {
 /// re-standardises. Objectives with a heavy bad tail (a diverged run, Rosenbrock's walls) would
 /// otherwise dominate the standardisation and the length scales, flattening the good region the
 /// acquisition cares about; the order of values, and so the incumbent, is unchanged.
+#[derive(Clone, Copy, Debug)]
+struct BadTail {
+    q: f64,
+    mean: f64,
+    sd: f64,
+}
+
+impl BadTail {
+    /// `None` when the compressed values have no spread (nothing to re-standardise by).
+    fn fit(ys: &[f64]) -> Option<Self> {
+        let mut sorted = ys.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let q = sorted[sorted.len() / 2];
+        let warped: Vec<f64> = ys.iter().map(|&y| Self::warp(q, y)).collect();
+        let n = warped.len() as f64;
+        let mean = warped.iter().sum::<f64>() / n;
+        let sd = (warped.iter().map(|y| (y - mean).powi(2)).sum::<f64>() / n).sqrt();
+        (sd > 1e-12).then_some(Self { q, mean, sd })
+    }
+
+    fn warp(q: f64, y: f64) -> f64 {
+        if y < q {
+            q - (q - y).ln_1p()
+        } else {
+            y
+        }
+    }
+
+    fn apply(&self, y: f64) -> f64 {
+        (Self::warp(self.q, y) - self.mean) / self.sd
+    }
+
+    /// d apply / dy.
+    fn slope(&self, y: f64) -> f64 {
+        let w = if y < self.q {
+            1.0 / (1.0 + (self.q - y))
+        } else {
+            1.0
+        };
+        w / self.sd
+    }
+
+    fn invert(&self, z: f64) -> f64 {
+        let w = z * self.sd + self.mean;
+        if w < self.q {
+            // w = q − ln(1 + q − y)  ⇔  y = q + 1 − e^{q − w}
+            self.q + 1.0 - (self.q - w).exp()
+        } else {
+            w
+        }
+    }
+}
+
+#[cfg(test)]
 fn compress_bad_tail(ys: &[f64]) -> Vec<f64> {
-    let mut sorted = ys.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let q = sorted[sorted.len() / 2];
-    let warped: Vec<f64> = ys
-        .iter()
-        .map(|&y| if y < q { q - (q - y).ln_1p() } else { y })
-        .collect();
-    let n = warped.len() as f64;
-    let mean = warped.iter().sum::<f64>() / n;
-    let sd = (warped.iter().map(|y| (y - mean).powi(2)).sum::<f64>() / n).sqrt();
-    if sd > 1e-12 {
-        warped.iter().map(|y| (y - mean) / sd).collect()
-    } else {
-        ys.to_vec()
+    match BadTail::fit(ys) {
+        Some(t) => ys.iter().map(|&y| t.apply(y)).collect(),
+        None => ys.to_vec(),
+    }
+}
+
+/// The map from internal objective values (larger is better) to the model's outputs:
+/// standardisation (in units of the largest magnitude first, so values near f64::MAX neither
+/// overflow the sum nor the squares), then the optional bad-tail compression.
+#[derive(Clone, Copy, Debug)]
+struct OutputTransform {
+    scale: f64,
+    mean_s: f64,
+    std_s: f64,
+    tail: Option<BadTail>,
+}
+
+impl OutputTransform {
+    fn forward(&self, internal: f64) -> f64 {
+        let z = (internal / self.scale - self.mean_s) / self.std_s;
+        self.tail.map_or(z, |t| t.apply(z))
+    }
+
+    /// d forward / d internal: how a standard error on the internal scale maps to the model's.
+    fn slope(&self, internal: f64) -> f64 {
+        let z = (internal / self.scale - self.mean_s) / self.std_s;
+        let dz = 1.0 / (self.scale * self.std_s);
+        self.tail.map_or(dz, |t| t.slope(z) * dz)
+    }
+
+    fn inverse(&self, out: f64) -> f64 {
+        let z = self.tail.map_or(out, |t| t.invert(out));
+        (z * self.std_s + self.mean_s) * self.scale
     }
 }
 
@@ -887,33 +1104,6 @@ fn subset(y: &[f64], max: usize, rng: &mut Rng) -> Vec<usize> {
     out
 }
 
-/// Every configuration of a finite space, as snapped encodings (caller bounds the size).
-fn enumerate(space: &Domain) -> Vec<Vec<f64>> {
-    let counts: Vec<usize> = space
-        .params()
-        .iter()
-        .map(|p| match p.kind {
-            DimensionKind::Int { low, high } => (high as i128 - low as i128 + 1) as usize,
-            DimensionKind::Choice { n } => n,
-            DimensionKind::Float { .. } => 1,
-        })
-        .collect();
-    let total: usize = counts.iter().product();
-    (0..total)
-        .map(|mut idx| {
-            let u: Vec<f64> = counts
-                .iter()
-                .map(|&c| {
-                    let j = idx % c;
-                    idx /= c;
-                    (j as f64 + 0.5) / c as f64
-                })
-                .collect();
-            space.from_param_unit(&u)
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -954,7 +1144,12 @@ mod tests {
         let y: Vec<f64> = (0..8)
             .map(|i| (4.0 * x[i * d]).sin() - x[i * d + 1])
             .collect();
-        let data = Data { x, y, d };
+        let data = Data {
+            x,
+            y,
+            d,
+            noise: Vec::new(),
+        };
         let thetas = [
             vec![-1.0, -0.5, 0.0, -6.0],
             vec![-0.2, -1.5, 0.3, -9.0],

@@ -47,6 +47,8 @@ impl Surrogate {
             x: usable.iter().flat_map(|u| u.0.iter().copied()).collect(),
             y: usable.iter().map(|u| (u.1 - y_mean) / y_std).collect(),
             d: domain.encoded_dim(),
+            // Importance and the contour describe the objective's shape: the mean alone.
+            noise: Vec::new(),
         };
         let mut rng = Rng::new(seed);
         let theta = fit(&data, Prior::Optuna, None, 4, &mut rng);
@@ -114,7 +116,7 @@ impl Surrogate {
                 DimensionKind::Choice { n } => {
                     (0..n).map(|c| (c as f64 + 0.5) / n as f64).collect()
                 }
-                DimensionKind::Int { low, high } => {
+                DimensionKind::Int { low, high, .. } => {
                     let n = ((high - low + 1) as usize).min(GRID);
                     (0..n).map(|c| (c as f64 + 0.5) / n as f64).collect()
                 }

@@ -100,7 +100,12 @@ pub fn record_end(
                 outcome.objective.metric.clone()
             };
             let folds = serde_json::to_value(&outcome.folds)?;
-            match outcome.objective.mean.filter(|m| m.is_finite()) {
+            let sem = outcome.objective.sem;
+            let mean = outcome.objective.mean.filter(|m| m.is_finite());
+            // The optimiser treats the SEM as the trial's known noise: a value that cannot be a
+            // standard error fails the trial (its fold values stay in the store).
+            let bad_sem = sem.filter(|s| !(s.is_finite() && *s >= 0.0));
+            match mean.filter(|_| bad_sem.is_none()) {
                 Some(mean) => {
                     let state = if pruned {
                         TrialState::Pruned
@@ -112,14 +117,14 @@ pub fn record_end(
                         &TrialEnd {
                             state,
                             mean: Some(mean),
-                            sem: outcome.objective.sem,
+                            sem,
                             folds: Some(&folds),
                             duration_s,
                             exit_status: Some("0"),
                             error: None,
                         },
                     )?;
-                    schedule.observe(&record.parameters, Some(mean));
+                    schedule.observe(&record.parameters, Some(mean), sem);
                     tally.failures_in_a_row = 0;
                     if state == TrialState::Completed {
                         tally.best = Some(tally.best.map_or(mean, |b| b.max(mean)));
@@ -135,11 +140,23 @@ pub fn record_end(
                     ));
                 }
                 None => failed(
-                    format!(
-                        "the objective {} is NaN or missing (the worker reported no finite best \
-                         validation value)",
-                        outcome.objective.metric
-                    ),
+                    match (mean, bad_sem, sem) {
+                        (Some(_), Some(s), _) => format!(
+                            "trial {index}: the worker reported the SEM of {} as {s}; an SEM \
+                             must be a finite number >= 0",
+                            outcome.objective.metric
+                        ),
+                        (None, _, Some(s)) => format!(
+                            "trial {index}: the objective {} is NaN or missing but the worker \
+                             reported an SEM ({s}) for it; a failed trial has no standard error",
+                            outcome.objective.metric
+                        ),
+                        _ => format!(
+                            "the objective {} is NaN or missing (the worker reported no finite \
+                             best validation value)",
+                            outcome.objective.metric
+                        ),
+                    },
                     Some(&folds),
                     Some("0"),
                 )?,
@@ -147,7 +164,7 @@ pub fn record_end(
         }
         Err(text) => failed(text, None, None)?,
     };
-    schedule.observe(&record.parameters, None);
+    schedule.observe(&record.parameters, None, None);
     tally.failed(&text);
     Ok(format!("trial {index} failed: {text}"))
 }
@@ -180,7 +197,7 @@ pub fn record_unstarted(
             ..Default::default()
         },
     )?;
-    schedule.observe(&record.parameters, None);
+    schedule.observe(&record.parameters, None, None);
     Ok(format!(
         "trial {} failed before starting: {text}",
         record.index

@@ -311,8 +311,8 @@ impl Study {
         if space.is_empty() {
             bail!(
                 "the config has no search parameters (keys ending in ~BAYESIAN~, ~LOG_BAYESIAN~, \
-                 ~INT_BAYESIAN~ or ~CHOICE~), so there is nothing to tune; use `metricbench run`, \
-                 or add e.g. --config_loss_and_miners default bayes_example"
+                 ~INT_BAYESIAN~, ~LOG_INT_BAYESIAN~ or ~CHOICE~), so there is nothing to tune; \
+                 use `metricbench run`, or add e.g. --config_loss_and_miners default bayes_example"
             );
         }
         let names = serde_json::to_string(&space.names())?;

@@ -142,7 +142,12 @@ pub fn axis_range(p: &Parameter) -> (f64, f64) {
             log: true,
         } => (low.log10(), high.log10()),
         ParamKind::Float { low, high, .. } => (*low, *high),
-        ParamKind::Int { low, high } => (*low as f64, *high as f64),
+        ParamKind::Int {
+            low,
+            high,
+            log: true,
+        } => ((*low as f64).log10(), (*high as f64).log10()),
+        ParamKind::Int { low, high, .. } => (*low as f64, *high as f64),
         ParamKind::Choice(values) => (0.0, values.len().saturating_sub(1) as f64),
     }
 }
@@ -550,7 +555,7 @@ mod tests {
         let imp = importance(&space, &trials).unwrap();
         let svg = importance_chart(&space, &imp).unwrap();
         assert!(svg.contains("ContrastiveLoss/pos_margin"));
-        let best = super::super::report::best_trial(&trials).unwrap();
+        let best = super::super::best::best_observed(&trials).unwrap();
         // lr and the margin are the numeric parameters: the contour is over them.
         let contour = contour_chart(&space, &imp, &trials, &best, "m")
             .unwrap()

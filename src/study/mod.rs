@@ -19,6 +19,7 @@
 //! [`schedule`], [`events`], [`pruner`] and [`bookkeeping`], then [`report`] and [`plots`] for the
 //! outputs, all on top of [`storage`].
 
+pub mod best;
 pub mod bookkeeping;
 pub mod events;
 pub mod folder;
@@ -47,7 +48,7 @@ use storage::{StudyStore, TrialRecord};
 #[derive(Debug, Clone)]
 pub struct StudySummary {
     pub trials: Vec<TrialRecord>,
-    pub best: Option<TrialRecord>,
+    pub best: Option<best::BestChoice>,
     pub report: Option<report::TestReport>,
 }
 
@@ -68,18 +69,36 @@ pub fn report_command(path: &Path) -> Result<()> {
     let combined = merged.combined();
     let metric = objective_metric(&store, &primary_metric(&combined))?;
     let trials = store.trials()?;
-    report::write_trial_files(path, &space, &trials, &metric)?;
+    let rule = match store.get_meta(best::RULE_META_KEY)? {
+        Some(text) => Some(best::BestTrialRule::parse(&text)?),
+        None => None,
+    };
+    let seed = combined
+        .get("seed")
+        .and_then(serde_yaml::Value::as_u64)
+        .unwrap_or(0);
+    let best = best::choose(&space, &trials, rule, seed)?;
+    report::write_trial_files(path, &space, &trials, &metric, best.as_ref())?;
     let name = store.get_meta("experiment_name")?.unwrap_or_else(|| {
         path.file_name()
             .map_or("study".into(), |n| n.to_string_lossy().into_owned())
     });
     let intermediate = store.intermediate_values()?;
-    plots::write_html_report(path, &name, &space, &trials, &intermediate, &metric, None)?;
+    plots::write_html_report(
+        path,
+        &name,
+        &space,
+        &trials,
+        &intermediate,
+        &metric,
+        best.as_ref(),
+        None,
+    )?;
     tensorboard_export::write(path, &name, &space, &trials, &intermediate, &metric)?;
     println!(
         "{}
 wrote {}",
-        report::summary_table(&name, &trials, &metric, None),
+        report::summary_table(&name, &trials, &metric, best.as_ref(), None),
         path.join("report.html").display()
     );
     Ok(())
@@ -88,6 +107,10 @@ wrote {}",
 /// Runs `tune`: the search, then the best trial's test evaluation and reproductions.
 pub fn tune(args: TuneArgs) -> Result<StudySummary> {
     let (study, _lock) = Study::open(args)?;
+    if let Some(rule) = study.args.best_trial_by {
+        // Remembered, so `metricbench report` and a resumed study use the same rule.
+        study.store.set_meta(best::RULE_META_KEY, rule.as_str())?;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -95,7 +118,13 @@ pub fn tune(args: TuneArgs) -> Result<StudySummary> {
     runtime.block_on(search::search(&study))?;
     let trials = study.store.trials()?;
     let metric = study.objective_metric()?;
-    report::write_trial_files(&study.folder, &study.space, &trials, &metric)?;
+    let best = best::choose(
+        &study.space,
+        &trials,
+        best::study_rule(&study)?,
+        study.seed(),
+    )?;
+    report::write_trial_files(&study.folder, &study.space, &trials, &metric, best.as_ref())?;
     tensorboard_export::write(
         &study.folder,
         &study.args.experiment_name,
@@ -104,7 +133,6 @@ pub fn tune(args: TuneArgs) -> Result<StudySummary> {
         &study.store.intermediate_values()?,
         &metric,
     )?;
-    let best = report::best_trial(&trials);
     let Some(best) = best else {
         let first_error = trials
             .iter()
@@ -124,6 +152,7 @@ pub fn tune(args: TuneArgs) -> Result<StudySummary> {
         &trials,
         &study.store.intermediate_values()?,
         &metric,
+        Some(&best),
         Some(&test_report),
     )?;
     println!(
@@ -132,6 +161,7 @@ pub fn tune(args: TuneArgs) -> Result<StudySummary> {
             &study.args.experiment_name,
             &trials,
             &metric,
+            Some(&best),
             Some(&test_report)
         )
     );

@@ -4,7 +4,8 @@
 //! [`super::insights`] (importance, GP-mean contour, intermediate values, parallel coordinates).
 //! Plots are SVG in `report.html` and PNG files beside it (`report::png`, embedded font).
 
-use super::report::{best_trial, format_parameters, TestReport};
+use super::best::BestChoice;
+use super::report::{format_parameters, TestReport};
 use super::storage::{TrialRecord, TrialState};
 use crate::fsutil::write_atomic;
 use crate::report::png;
@@ -185,7 +186,7 @@ pub fn parameter_slices(
                     log: true,
                 } => (low.log10(), high.log10()),
                 ParamKind::Float { low, high, .. } => (*low, *high),
-                ParamKind::Int { low, high } => (*low as f64 - 0.5, *high as f64 + 0.5),
+                ParamKind::Int { low, high, .. } => (*low as f64 - 0.5, *high as f64 + 0.5),
                 ParamKind::Choice(values) => (-0.5, values.len() as f64 - 0.5),
             };
             // The full name: `Adam/lr` could be the trunk's or the embedder's.
@@ -257,6 +258,7 @@ pub fn write_html_report(
     trials: &[TrialRecord],
     intermediate: &[(u64, String, i64, f64)],
     metric: &str,
+    best: Option<&BestChoice>,
     test: Option<&TestReport>,
 ) -> Result<()> {
     let figure = |stem: &str, svg: &str| -> Result<String> {
@@ -289,7 +291,7 @@ pub fn write_html_report(
                 "parameter_importance",
                 &insights::importance_chart(space, &imp)?,
             )?);
-            if let Some(best) = best_trial(trials) {
+            if let Some(best) = best.map(|choice| &choice.trial) {
                 if let Some(svg) = insights::contour_chart(space, &imp, trials, &best, metric)? {
                     insight_html.push_str(
                         "<h2>GP posterior mean over the two most important parameters</h2>\n<p>The \
@@ -333,15 +335,17 @@ pub fn write_html_report(
         f = count(TrialState::Failed),
         m = escape(metric),
     );
-    if let Some(best) = best_trial(trials) {
+    if let Some(choice) = best {
+        let best = &choice.trial;
         html.push_str(&format!(
-            "<h2>Best trial: {}</h2>\n<p>{} = {:.4}{}<br>{}</p>\n",
+            "<h2>Best trial: {}</h2>\n<p>{} = {:.4}{}<br>{}<br>{}</p>\n",
             escape(&best.name),
             escape(metric),
             best.objective_mean.unwrap_or(f64::NAN),
             best.objective_sem
                 .map_or(String::new(), |s| format!(" ± {s:.4} (SEM over folds)")),
-            escape(&format_parameters(&best.parameters))
+            escape(&format_parameters(&best.parameters)),
+            escape(&choice.describe())
         ));
     }
     if let Some(r) = test.filter(|r| !r.summary.is_empty()) {

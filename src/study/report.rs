@@ -2,6 +2,7 @@
 //! search the best trial's test evaluation (per fold and the concatenated ensemble), its
 //! reproductions, and `report.yaml` with test metrics as mean and 95% confidence interval.
 
+use super::best::BestChoice;
 use super::folder::{clear_trial_folder, has_checkpoint, Study, REPORTED_METRIC};
 use super::storage::{TrialRecord, TrialState};
 use crate::config::json_to_yaml;
@@ -13,19 +14,6 @@ use anyhow::{Context, Result};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
-
-/// The completed trial with the highest objective (ties: the earliest).
-pub fn best_trial(trials: &[TrialRecord]) -> Option<TrialRecord> {
-    trials
-        .iter()
-        .filter(|t| t.state == TrialState::Completed)
-        .filter(|t| t.objective_mean.is_some_and(f64::is_finite))
-        .fold(None::<&TrialRecord>, |best, t| match best {
-            Some(b) if b.objective_mean >= t.objective_mean => Some(b),
-            _ => Some(t),
-        })
-        .cloned()
-}
 
 /// `name=value` pairs, floats with 4 significant digits (the full values are in study.db and
 /// trials.csv). Names are shortened to their shortest unambiguous trailing path (at least the last
@@ -152,22 +140,27 @@ pub fn read_csv_rows(path: &Path) -> Result<Vec<BTreeMap<String, String>>> {
         .collect()
 }
 
-/// Rewrites `trials.csv` and `best_parameters.yaml` from the store's rows.
+/// Rewrites `trials.csv` and `best_parameters.yaml` (the trial `best` names, see
+/// [`super::best`]) from the store's rows.
 pub fn write_trial_files(
     folder: &Path,
     space: &SearchSpace,
     trials: &[TrialRecord],
     metric: &str,
+    best: Option<&BestChoice>,
 ) -> Result<()> {
     let text = trials_csv(space, trials, metric)?;
     write_atomic(&folder.join("trials.csv"), text.as_bytes())?;
 
-    if let Some(best) = best_trial(trials) {
+    if let Some(choice) = best {
+        let best = &choice.trial;
         let doc = json!({
             "best_sub_experiment_name": best.name,
             "best_trial_index": best.index,
             "best_parameters": Value::Object(best.parameters.clone()),
             "best_values": {metric: {"mean": best.objective_mean, "SEM": best.objective_sem}},
+            "best_trial_by": choice.rule.as_str(),
+            "model_mean": choice.model_mean,
         });
         let text = serde_yaml::to_string(&json_to_yaml(&doc))?;
         write_atomic(&folder.join("best_parameters.yaml"), text.as_bytes())?;
@@ -281,7 +274,8 @@ fn with_seed(mut merged: crate::config::Merged, seed: u64) -> crate::config::Mer
 
 /// Evaluates the best trial on `test` (per fold and ensemble), runs `--reproductions`, and writes
 /// `report.yaml`. Reproductions already finished (recorded in the store) are not run again.
-pub(super) async fn test_best(study: &Study, best: &TrialRecord) -> Result<TestReport> {
+pub(super) async fn test_best(study: &Study, choice: &BestChoice) -> Result<TestReport> {
+    let best = &choice.trial;
     let mut report = TestReport::default();
     let best_folder = study.trial_folder(&best.name);
     let test = vec!["test".to_string()];
@@ -397,11 +391,12 @@ pub(super) async fn test_best(study: &Study, best: &TrialRecord) -> Result<TestR
     for e in &report.errors {
         eprintln!("warning: {e}");
     }
-    write_report(study, best, &report)?;
+    write_report(study, choice, &report)?;
     Ok(report)
 }
 
-fn write_report(study: &Study, best: &TrialRecord, report: &TestReport) -> Result<()> {
+fn write_report(study: &Study, choice: &BestChoice, report: &TestReport) -> Result<()> {
+    let best = &choice.trial;
     let reported = study.store.get_meta(REPORTED_METRIC)?;
     let source = match &reported {
         Some(_) => "the name the worker reported with its result (objective.metric)",
@@ -438,6 +433,9 @@ fn write_report(study: &Study, best: &TrialRecord, report: &TestReport) -> Resul
             "mean": best.objective_mean,
             "SEM": best.objective_sem,
         },
+        "best_trial_by": choice.rule.as_str(),
+        "best_trial_rule": choice.describe(),
+        "model_mean": choice.model_mean,
         "test": {
             "experiments": experiments,
             "ConcatenateEmbeddings": report.ensemble,
@@ -454,6 +452,7 @@ pub fn summary_table(
     name: &str,
     trials: &[TrialRecord],
     metric: &str,
+    best: Option<&BestChoice>,
     report: Option<&TestReport>,
 ) -> String {
     let count = |s: TrialState| trials.iter().filter(|t| t.state == s).count();
@@ -491,11 +490,12 @@ pub fn summary_table(
             format_parameters(&t.parameters)
         ));
     }
-    if let Some(best) = best_trial(trials) {
+    if let Some(choice) = best {
         out.push_str(&format!(
-            "best trial: {} ({})\n",
-            best.name,
-            format_parameters(&best.parameters)
+            "best trial: {} ({}), {}\n",
+            choice.trial.name,
+            format_parameters(&choice.trial.parameters),
+            choice.describe()
         ));
     }
     if let Some(r) = report {
@@ -578,7 +578,14 @@ mod tests {
         };
         let dir = tempfile::tempdir().unwrap();
         let metric = "precision_at_1";
-        write_trial_files(dir.path(), &space, std::slice::from_ref(&record), metric).unwrap();
+        write_trial_files(
+            dir.path(),
+            &space,
+            std::slice::from_ref(&record),
+            metric,
+            None,
+        )
+        .unwrap();
         let rows = read_csv_rows(&dir.path().join("trials.csv")).unwrap();
         assert_eq!(rows.len(), 1);
         let row = &rows[0];

@@ -3,7 +3,7 @@
 //! and `study.db` hold) and the optimiser's points, and rebuilds the optimiser's knowledge from the
 //! study store on resume (the store is the source of truth; the model is never persisted).
 
-use crate::optimizer::{self, Optimizer, OptimizerConfig, ParamValue, Point};
+use crate::optimizer::{self, Optimizer, OptimizerConfig, ParamValue, Point, Recommendation};
 use crate::search_space::{Assignment, ParamKind, SearchSpace};
 use anyhow::{anyhow, bail, Result};
 
@@ -13,7 +13,18 @@ pub struct Sampler {
 }
 
 impl Sampler {
+    /// The optimiser's default initial design (`max(5, number of parameters)` Sobol points).
     pub fn new(space: &SearchSpace, seed: u64) -> Result<Sampler> {
+        Self::with_initial_trials(space, seed, None)
+    }
+
+    /// `initial_trials`: successful trials from the Sobol design before the model takes over
+    /// (`--initial_trials`); `None` for the default.
+    pub fn with_initial_trials(
+        space: &SearchSpace,
+        seed: u64,
+        initial_trials: Option<usize>,
+    ) -> Result<Sampler> {
         let params = space
             .parameters
             .iter()
@@ -28,7 +39,16 @@ impl Sampler {
                     high,
                     log: true,
                 } => optimizer::Dimension::log_float(&p.name, *low, *high),
-                ParamKind::Int { low, high } => optimizer::Dimension::int(&p.name, *low, *high),
+                ParamKind::Int {
+                    low,
+                    high,
+                    log: false,
+                } => optimizer::Dimension::int(&p.name, *low, *high),
+                ParamKind::Int {
+                    low,
+                    high,
+                    log: true,
+                } => optimizer::Dimension::log_int(&p.name, *low, *high),
                 ParamKind::Choice(values) => optimizer::Dimension::choice(&p.name, values.len()),
             })
             .collect();
@@ -40,6 +60,7 @@ impl Sampler {
                 opt_space,
                 OptimizerConfig {
                     seed,
+                    n_initial: initial_trials,
                     ..Default::default()
                 },
             ),
@@ -94,7 +115,7 @@ impl Sampler {
                         }
                         ParamValue::Float(x)
                     }
-                    ParamKind::Int { low, high } => {
+                    ParamKind::Int { low, high, .. } => {
                         let x = v
                             .as_i64()
                             .ok_or_else(|| anyhow!("`{}` is not an integer", p.name))?;
@@ -113,26 +134,56 @@ impl Sampler {
             .collect()
     }
 
-    /// Tells the optimiser a finished trial's value (NaN or missing: failed, never proposed again).
+    /// Tells the optimiser a finished trial's value and its standard error (value NaN or missing:
+    /// failed, never proposed again). A trial the optimiser cannot use (parameters outside the
+    /// space, an invalid SEM) is left out with a note: the store stays the record.
     pub fn observe(
         &mut self,
         assignment: &serde_json::Map<String, serde_json::Value>,
         value: Option<f64>,
+        sem: Option<f64>,
     ) {
+        if let Err(e) = self.observe_checked(assignment, value, sem) {
+            eprintln!("note: the optimiser could not use a past trial: {e}");
+        }
+    }
+
+    /// As [`Sampler::observe`], but an invalid SEM is an error; `Ok(false)` when the parameters no
+    /// longer fit the space (the trial is then left out), `Ok(true)` when it was recorded as an
+    /// observation (a finite value), `Ok(false)` as well when it was recorded as failed.
+    pub fn observe_checked(
+        &mut self,
+        assignment: &serde_json::Map<String, serde_json::Value>,
+        value: Option<f64>,
+        sem: Option<f64>,
+    ) -> Result<bool> {
         let point = match self.to_point(assignment) {
             Ok(p) => p,
             Err(e) => {
                 eprintln!("note: a past trial is not used by the optimiser: {e}");
-                return;
+                return Ok(false);
             }
         };
-        let outcome = match value {
-            Some(v) if v.is_finite() => self.optimizer.observe(&point, v),
-            _ => self.optimizer.mark_failed(&point),
-        };
-        if let Err(e) = outcome {
-            eprintln!("note: the optimiser could not use a past trial: {e}");
+        match value {
+            Some(v) if v.is_finite() => {
+                self.optimizer
+                    .observe(&point, v, sem)
+                    .map_err(|e| anyhow!("{e}"))?;
+                Ok(true)
+            }
+            _ => {
+                self.optimizer
+                    .mark_failed(&point)
+                    .map_err(|e| anyhow!("{e}"))?;
+                Ok(false)
+            }
         }
+    }
+
+    /// The optimiser's pick among the observed trials (indices in the order of the successful
+    /// [`Sampler::observe_checked`] calls), see [`Optimizer::recommend`].
+    pub fn recommend(&self) -> Option<Recommendation> {
+        self.optimizer.recommend()
     }
 
     /// `k` new, distinct parameter sets, accounting for the trials still running.
@@ -176,7 +227,11 @@ mod tests {
                 },
                 Parameter {
                     name: "b".into(),
-                    kind: ParamKind::Int { low: 1, high: 4 },
+                    kind: ParamKind::Int {
+                        low: 1,
+                        high: 4,
+                        log: false,
+                    },
                 },
                 Parameter {
                     name: "c".into(),
@@ -187,6 +242,32 @@ mod tests {
                 },
             ],
         }
+    }
+
+    #[test]
+    fn log_int_parameters_reach_the_optimiser_on_a_log_scale() {
+        let space = SearchSpace {
+            parameters: vec![Parameter {
+                name: "batch_size".into(),
+                kind: ParamKind::Int {
+                    low: 16,
+                    high: 512,
+                    log: true,
+                },
+            }],
+        };
+        let mut s = Sampler::with_initial_trials(&space, 1, Some(8)).unwrap();
+        let batch: Vec<i64> = s
+            .suggest(8, &[])
+            .unwrap()
+            .iter()
+            .map(|a| a["batch_size"].as_i64().unwrap())
+            .collect();
+        // A log-scale design puts about half its points below the geometric middle (~90); a
+        // linear one would put one in six there.
+        let small = batch.iter().filter(|&&b| b < 90).count();
+        assert!((3..=5).contains(&small), "{batch:?}");
+        assert!(batch.iter().all(|b| (16..=512).contains(b)));
     }
 
     #[test]

@@ -30,14 +30,15 @@ impl Schedule {
     /// Rebuilds the optimiser's knowledge from the store's trials, in trial order, and queues the
     /// interrupted ones.
     pub fn rebuild(study: &Study, existing: &[TrialRecord]) -> Result<Schedule> {
-        let mut sampler = Sampler::new(&study.space, study.seed())?;
+        let mut sampler =
+            Sampler::with_initial_trials(&study.space, study.seed(), study.args.initial_trials)?;
         let mut to_resume = VecDeque::new();
         for t in existing {
             match t.state {
                 TrialState::Completed | TrialState::Pruned => {
-                    sampler.observe(&t.parameters, t.objective_mean)
+                    sampler.observe(&t.parameters, t.objective_mean, t.objective_sem)
                 }
-                TrialState::Failed => sampler.observe(&t.parameters, None),
+                TrialState::Failed => sampler.observe(&t.parameters, None, None),
                 TrialState::Queued | TrialState::Running => to_resume.push_back(t.clone()),
             }
         }
@@ -58,9 +59,14 @@ impl Schedule {
         self.to_resume.len()
     }
 
-    /// Tells the sampler how a trial ended (`None`: failed).
-    pub fn observe(&mut self, parameters: &Map<String, Value>, objective: Option<f64>) {
-        self.sampler.observe(parameters, objective)
+    /// Tells the sampler how a trial ended: its objective mean and SEM (`None` mean: failed).
+    pub fn observe(
+        &mut self,
+        parameters: &Map<String, Value>,
+        objective: Option<f64>,
+        sem: Option<f64>,
+    ) {
+        self.sampler.observe(parameters, objective, sem)
     }
 
     /// Up to `free` trials to start now. `running`: the parameters of the trials running, which

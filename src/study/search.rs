@@ -3,6 +3,7 @@
 //! [`super::events`] handles a running trial's events (and pruning), [`super::bookkeeping`] records
 //! how trials end — and this loop only connects them to the jobs.
 
+use super::best;
 use super::bookkeeping::{self, Tally};
 use super::events::RunningTrial;
 use super::folder::{hostname, Study};
@@ -158,11 +159,14 @@ pub async fn search(study: &Study) -> Result<()> {
                 // end); refreshing them at most once a second keeps fast trials from paying for it.
                 if last_files_write.elapsed() >= Duration::from_secs(1) {
                     let trials = store.trials()?;
+                    let best =
+                        best::choose(&study.space, &trials, best::study_rule(study)?, study.seed())?;
                     report::write_trial_files(
                         &study.folder,
                         &study.space,
                         &trials,
                         &study.objective_metric()?,
+                        best.as_ref(),
                     )?;
                     last_files_write = Instant::now();
                 }

@@ -31,7 +31,7 @@ pub fn write(
                     min: *low,
                     max: *high,
                 },
-                ParamKind::Int { low, high } => Domain::Interval {
+                ParamKind::Int { low, high, .. } => Domain::Interval {
                     min: *low as f64,
                     max: *high as f64,
                 },

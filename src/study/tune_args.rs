@@ -1,6 +1,7 @@
 //! The command line of `metricbench tune`: the study's own flags, beside the flags and config
 //! overrides it shares with `run`.
 
+use super::best::BestTrialRule;
 use crate::args::{as_string, CommonArgs};
 use crate::cli_values::CliValue;
 use anyhow::{bail, Context, Result};
@@ -31,6 +32,12 @@ pub struct TuneArgs {
     /// The study's flags as given (aliases under their main name, `--dataset_root` included when
     /// given), in order: what a study saves, and what a resumed study's saved flags are merged with.
     pub flags: Vec<CliValue>,
+    /// How the best trial is chosen (`--best_trial_by model|observed`); `None`: `model` when any
+    /// completed trial reported an SEM, else `observed`.
+    pub best_trial_by: Option<BestTrialRule>,
+    /// Successful trials from the Sobol design before the model proposes (`--initial_trials N`);
+    /// `None`: max(5, number of parameters).
+    pub initial_trials: Option<usize>,
 }
 
 /// The main name of a flag with an alias.
@@ -96,6 +103,8 @@ impl TuneArgs {
         let mut prune = false;
         let mut prune_warmup = 1;
         let mut trial_timeout = None;
+        let mut best_trial_by = None;
+        let mut initial_trials = None;
         for cv in &flags {
             match cv.key.as_str() {
                 "bayes_opt_iters" => iterations = Some(positive_int(cv)?),
@@ -111,6 +120,8 @@ impl TuneArgs {
                 "trial_timeout" => {
                     trial_timeout = Some(Duration::from_secs(positive_int(cv)?));
                 }
+                "best_trial_by" => best_trial_by = Some(BestTrialRule::parse(&as_string(cv)?)?),
+                "initial_trials" => initial_trials = Some(positive_int(cv)? as usize),
                 "executor" => match as_string(cv)?.as_str() {
                     "local" => {}
                     other => {
@@ -132,6 +143,8 @@ impl TuneArgs {
             prune_warmup,
             trial_timeout,
             flags,
+            best_trial_by,
+            initial_trials,
         })
     }
 

@@ -83,6 +83,81 @@ pub fn levy(x: &[f64]) -> f64 {
     s + (w[d - 1] - 1.0).powi(2) * (1.0 + (2.0 * pi * w[d - 1]).sin().powi(2))
 }
 
+pub fn hartmann3(x: &[f64]) -> f64 {
+    const A: [[f64; 3]; 4] = [
+        [3.0, 10.0, 30.0],
+        [0.1, 10.0, 35.0],
+        [3.0, 10.0, 30.0],
+        [0.1, 10.0, 35.0],
+    ];
+    const P: [[f64; 3]; 4] = [
+        [0.3689, 0.1170, 0.2673],
+        [0.4699, 0.4387, 0.7470],
+        [0.1091, 0.8732, 0.5547],
+        [0.03815, 0.5743, 0.8828],
+    ];
+    const ALPHA: [f64; 4] = [1.0, 1.2, 3.0, 3.2];
+    -(0..4)
+        .map(|i| {
+            let s: f64 = (0..3).map(|j| A[i][j] * (x[j] - P[i][j]).powi(2)).sum();
+            ALPHA[i] * (-s).exp()
+        })
+        .sum::<f64>()
+}
+
+pub fn styblinski_tang(x: &[f64]) -> f64 {
+    x.iter()
+        .map(|v| 0.5 * (v.powi(4) - 16.0 * v * v + 5.0 * v))
+        .sum()
+}
+
+/// Noise sd of the noisy suite: 10% of the function's spread over its box, the spread being the
+/// standard deviation of f over 4,096 scrambled Sobol points (scipy, seed 0), computed once by
+/// `reference.py --noise-scales` (the same numbers are written there). `None`: not in the suite.
+pub fn noise_sd(name: &str) -> Option<f64> {
+    Some(match name {
+        "branin" => 5.1258,
+        "hartmann6" => 3.8765e-2,
+        "ackley5_shifted" => 8.5217e-2,
+        "rosenbrock4" => 3.73e4,
+        "levy4" => 2.7915,
+        "hartmann3" => 9.5554e-2,
+        "styblinski_tang4" => 6.4148,
+        _ => return None,
+    })
+}
+
+/// The mixed suite's distances (a 3-way choice) with each one's best log10 learning rate, best
+/// margin and offset.
+pub const MIXED_PARAMS: [(f64, f64, f64); 3] =
+    [(-3.0, 0.2, 0.0), (-3.7, 0.6, -0.05), (-2.5, 0.4, 0.1)];
+
+/// A smooth, metric-learning-like loss over (learning rate in [1e-5, 1e-1], log scale; batch size
+/// in 16..=512, log scale; margin in [0, 1]; distance 0..3), minimised: each distance has its own
+/// best learning rate and margin and an offset; the best learning rate grows with the batch size
+/// (the linear scaling rule: 0.15 decades per doubling beyond 128); batch sizes near 2^7.3 are
+/// best. Same definition as `mixed_objective` in reference.py.
+pub fn mixed_objective(lr: f64, batch: i64, margin: f64, choice: usize) -> f64 {
+    let (lr_opt, m_opt, base) = MIXED_PARAMS[choice];
+    let (u, b) = (lr.log10(), (batch as f64).log2());
+    base + 0.08 * (u - lr_opt - 0.15 * (b - 7.0)).powi(2)
+        + 0.5 * (margin - m_opt).powi(2)
+        + 0.02 * (b - 7.3).powi(2)
+}
+
+/// For every distance and batch size the best learning rate (log10 in [-4.15, -1.6]) and margin
+/// lie inside the box, so the optimum is the best offset plus the best batch term.
+pub fn mixed_optimum() -> f64 {
+    let base = MIXED_PARAMS
+        .iter()
+        .map(|p| p.2)
+        .fold(f64::INFINITY, f64::min);
+    let batch = (16..=512)
+        .map(|b: i64| 0.02 * ((b as f64).log2() - 7.3).powi(2))
+        .fold(f64::INFINITY, f64::min);
+    base + batch
+}
+
 pub fn problems() -> Vec<Problem> {
     vec![
         Problem {
@@ -123,6 +198,18 @@ pub fn problems() -> Vec<Problem> {
             bounds: vec![(-10.0, 10.0); 4],
             optimum: 0.0,
             f: levy,
+        },
+        Problem {
+            name: "hartmann3",
+            bounds: vec![(0.0, 1.0); 3],
+            optimum: -3.862_782_147_820_76,
+            f: hartmann3,
+        },
+        Problem {
+            name: "styblinski_tang4",
+            bounds: vec![(-5.0, 5.0); 4],
+            optimum: -39.166_165_703_771_41 * 4.0,
+            f: styblinski_tang,
         },
     ]
 }
