@@ -21,7 +21,7 @@ fn image_folder(root: &Path, classes: usize, per_class: usize) {
         std::fs::create_dir_all(&dir).unwrap();
         for i in 0..per_class {
             let img = ImageBuffer::from_fn(40, 30, |x, y| {
-                let stripe = if (x as usize / (2 + c)) % 2 == 0 {
+                let stripe = if (x as usize / (2 + c)).is_multiple_of(2) {
                     200
                 } else {
                     40
