@@ -1,4 +1,4 @@
-//! Gaussian-process Bayesian optimisation (SPEC §5.1), independent of trials and processes.
+//! Gaussian-process Bayesian optimisation (docs/tuning.md), independent of trials and processes.
 //!
 //! Ask/tell:
 //! ```
@@ -355,7 +355,7 @@ impl Optimizer {
     }
 
     /// Records a finished evaluation. A non-finite `value` marks the point failed instead (a
-    /// worker reporting NaN is a failed trial, SPEC §5.4). Observing the same point twice keeps
+    /// worker reporting NaN is a failed trial, docs/tuning.md). Observing the same point twice keeps
     /// both values (the noise term absorbs them).
     pub fn observe(&mut self, point: &[ParamValue], value: f64) -> Result<(), OptimizerError> {
         self.space.validate(point)?;
