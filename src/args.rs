@@ -1,5 +1,5 @@
 //! Command-line arguments shared by `run`, `tune` and `config`: tool flags (the original's argparse
-//! flags) are separated from config overrides (everything else, SPEC §2 and §3.4).
+//! flags) are separated from config overrides (everything else; docs/configs.md).
 
 use crate::cli_values::{self, CliValue};
 use crate::config::{self, Merged, Selection};

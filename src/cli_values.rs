@@ -1,4 +1,4 @@
-//! Command-line values (SPEC §3.4): `--KEY VALUE...` where the tokens after a flag form one YAML
+//! Command-line values (docs/configs.md): `--KEY VALUE...` where the tokens after a flag form one YAML
 //! value, and braces/brackets may span several shell words, as in the original tool:
 //! `--optimizers {trunk_optimizer: {Adam: {lr: 0.01}}}` arrives as five argv tokens.
 //!

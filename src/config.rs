@@ -1,4 +1,4 @@
-//! Configuration loading (SPEC §3): one folder per category, a list of YAML files per category merged
+//! Configuration loading (docs/configs.md): one folder per category, a list of YAML files per category merged
 //! in order, command-line values re-applied after every file, categories combined at the top level.
 //!
 //! The merge follows the original tool's config library (easy-module-attribute-getter 0.9.41,
@@ -498,7 +498,7 @@ pub fn cli_mapping(cli: &[CliValue]) -> Mapping {
 
 pub const COMMAND_LINE: &str = "the command line";
 
-/// Loads and merges the selected files (SPEC §3.3, EMAG 0.9.41 `load_yamls`): for each category,
+/// Loads and merges the selected files (docs/configs.md; the original config library 0.9.41's `load_yamls`): for each category,
 /// each file is merged into the previous ones and the command-line values are then re-applied to the
 /// top-level keys the category has so far; categories are combined at the top level; command-line
 /// keys that no category has are appended to the last category, in command-line order. The result

@@ -1,5 +1,5 @@
 //! `metricbench config [run/tune flags] [--format text|json]`: shows the merged config and its search
-//! space, running nothing (SPEC §2). The JSON form is documented in `docs/configs.md`.
+//! space, running nothing. The JSON form is documented in `docs/configs.md`.
 
 use crate::args::CommonArgs;
 use crate::config::{self, Merged};

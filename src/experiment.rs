@@ -1,4 +1,4 @@
-//! Experiment folders (SPEC §4.1): naming rules, the refusal to overwrite results, saved configs.
+//! Experiment folders (docs/experiments.md): naming rules, the refusal to overwrite results, saved configs.
 
 use crate::config::{self, KeyScope, MergeOptions, Merged, CATEGORIES};
 use crate::fsutil::write_atomic;
@@ -109,7 +109,7 @@ pub fn save_configs_with(
     crate::fsutil::write_atomic_all(&extra)
 }
 
-/// Prefix of the folders that record config changes made when resuming (SPEC §4.1).
+/// Prefix of the folders that record config changes made when resuming (docs/experiments.md).
 pub const CONFIG_DIFF_PREFIX: &str = "resume_training_config_diffs_";
 
 /// `resume_training_config_diffs_<e0>_<e1>_...`: the latest saved epoch of every fold, joined by `_`.

@@ -109,7 +109,7 @@ impl RunArgs {
     }
 }
 
-/// A plain run of a config with search keywords runs once at the parameters' midpoints (SPEC §3.5):
+/// A plain run of a config with search keywords runs once at the parameters' midpoints (docs/configs.md):
 /// returns the config with the keyword keys replaced (in every category, so the saved configs hold
 /// plain keys) and the midpoints used, if any.
 pub fn substitute_midpoints(merged: Merged) -> Result<(Merged, Option<Assignment>)> {

@@ -55,7 +55,7 @@ fn p(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// PML 2.9's faiss-path suite case (reference §6.5): query 0..9 (labels 0..9), reference = the
+/// PML 2.9's faiss-path suite case (docs/metrics.md): query 0..9 (labels 0..9), reference = the
 /// queries followed by 0.5..9.5 (all label 1), queries included, k = all.
 #[test]
 fn pml_suite_case_through_the_cli() {

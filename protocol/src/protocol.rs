@@ -1,4 +1,4 @@
-//! Worker protocol, version 1 (SPEC §6; documented for humans in `docs/protocol.md`).
+//! Worker protocol, version 1 (documented for people in `docs/protocol.md`).
 //!
 //! The coordinator writes one [`Job`] as a single JSON line to the worker's stdin, and may later write
 //! [`Command`] lines. The worker answers with one [`Event`] per stdout line. These types are shared by

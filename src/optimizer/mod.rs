@@ -1,4 +1,4 @@
-//! Gaussian-process Bayesian optimisation (SPEC §5.1), independent of trials and processes.
+//! Gaussian-process Bayesian optimisation (docs/tuning.md), independent of trials and processes.
 //!
 //! Ask/tell:
 //! ```
@@ -377,7 +377,7 @@ impl Optimizer {
     }
 
     /// Records a finished evaluation. A non-finite `value` marks the point failed instead (a
-    /// worker reporting NaN is a failed trial). Observing the same point twice keeps both values
+    /// worker reporting NaN is a failed trial, docs/tuning.md). Observing the same point twice keeps both values
     /// (the noise term absorbs them).
     ///
     /// `sem` is the standard error of `value` when the evaluation measured one (e.g. the spread

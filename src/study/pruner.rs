@@ -1,4 +1,4 @@
-//! Median pruning (`--prune median`, SPEC §5.4): a trial whose validation metric at (fold, epoch) is
+//! Median pruning (`--prune median`, docs/tuning.md): a trial whose validation metric at (fold, epoch) is
 //! below the median of the completed trials' values at the same (fold, epoch) is told to stop.
 //! Like Optuna's MedianPruner, nothing is pruned until enough trials completed to make the median
 //! meaningful.

@@ -1,4 +1,4 @@
-//! The study store `study.db` (SPEC §5.2): the single source of truth of a study. Every state change
+//! The study store `study.db` (docs/tuning.md): the single source of truth of a study. Every state change
 //! of a trial is one SQLite transaction (WAL journal), so a coordinator killed at any moment — even by
 //! a power cut — leaves a store that says exactly which trials finished, which were running (and with
 //! which parameters), and nothing half-written.

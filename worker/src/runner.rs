@@ -484,7 +484,7 @@ fn evaluate_ensemble(job: &Job, p: &Prepared) -> Result<Event> {
     ))
 }
 
-/// Meta logs (reference §4.6): per split, the mean and standard error over folds of the
+/// Meta logs (docs/experiments.md): per split, the mean and standard error over folds of the
 /// best-epoch row (`is_trained` 1) and of the untrained-trunk row (epoch -1, `is_trained` 0),
 /// appended to `meta_logs/saved_csvs/meta_<accuracy table>.csv`. Read back from the fold records,
 /// so folds skipped by a resume count as well.
@@ -572,7 +572,7 @@ mod tests {
     type Row = (usize, Vec<(i64, i64)>, Vec<(i64, i64)>, Vec<(i64, i64)>);
 
     /// The split schemes the runner builds for the embedded Synthetic dataset with the given
-    /// classes, checked against reference §5.1 rows (fold, test, train, val as inclusive ranges).
+    /// classes, checked against the original tool's published rows (fold, test, train, val as inclusive ranges).
     fn check(first_label: i64, num_classes: usize, settings: serde_json::Value, rows: &[Row]) {
         let mut cfg = json!({
             "dataset": {"Synthetic": {"num_classes": num_classes, "samples_per_class": 2,

@@ -1,4 +1,4 @@
-//! Split schemes (SPEC §4.2), exactly as the original `create_one_split_scheme`: class-disjoint
+//! Split schemes (docs/experiments.md), exactly as the original `create_one_split_scheme`: class-disjoint
 //! cross-validation over classes sorted by label value, `old_approach`, and `predefined`.
 //! Splits are defined by rules over label *values* (ranges that may wrap past the end of the sorted
 //! label list), which is what makes the original's fold tables come out as they do.

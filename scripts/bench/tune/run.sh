@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Coordinator overhead per trial (SPEC §5, issue "tune"): a 200-trial study driven by a worker that
+# Coordinator overhead per trial (docs/tuning.md): a 200-trial study driven by a worker that
 # answers instantly. Prints wall time per trial, split into the time inside worker processes (as
 # the coordinator measured it, spawn included) and the rest (suggestion + bookkeeping).
 # Usage: scripts/bench/tune/run.sh [TRIALS]

@@ -131,7 +131,7 @@ mod tests {
     use super::*;
 
     /// PML's tests/utils/test_calculate_accuracies.py::test_accuracy_calculator, fed with
-    /// `knn_labels` directly (reference §6.5). Expected values were produced by PML 2.9.0.
+    /// `knn_labels` directly (docs/metrics.md). Expected values were produced by PML 2.9.0.
     #[test]
     fn pml_suite_knn_labels_cases() {
         let query_labels = [1i64, 1, 2, 3, 4, 0];

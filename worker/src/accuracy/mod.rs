@@ -1,4 +1,4 @@
-//! Accuracy metrics with PML 2.9's `AccuracyCalculator` definitions (reference §6) plus OML's
+//! Accuracy metrics with PML 2.9's `AccuracyCalculator` definitions (docs/metrics.md) plus OML's
 //! retrieval metrics, from one exact, blocked (memory-bounded) kNN pass. Definitions, differences
 //! between the two libraries and edge cases are in docs/metrics.md.
 //!
@@ -432,7 +432,7 @@ mod tests {
         }
     }
 
-    /// PML's faiss-path case (reference §6.5).
+    /// PML's faiss-path case (docs/metrics.md).
     #[test]
     fn pml_faiss_case() {
         let q: Vec<f32> = (0..10).map(|i| i as f32).collect();
@@ -455,7 +455,7 @@ mod tests {
         );
     }
 
-    /// PML's lone-label case (reference §6.5): label 0 has no reference item.
+    /// PML's lone-label case (docs/metrics.md): label 0 has no reference item.
     #[test]
     fn pml_lone_query_case() {
         let got = get_accuracy(
