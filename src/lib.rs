@@ -10,6 +10,7 @@ pub mod experiment;
 pub mod optimizer;
 pub mod run;
 pub mod search_space;
+pub mod slurm;
 pub mod study;
 
 // The worker contract lives in its own crate so workers need not depend on the coordinator.

@@ -57,6 +57,27 @@ pub struct TuneArgs {
     pub prune_warmup: usize,
     /// A trial running longer is killed and failed (`--trial_timeout SECS`).
     pub trial_timeout: Option<Duration>,
+    /// `--executor local|slurm`; when absent, the config's `executor` key, else local.
+    pub executor: Option<ExecutorKind>,
+}
+
+/// Where a study's jobs run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutorKind {
+    /// Worker processes on this machine (the default).
+    Local,
+    /// One Slurm batch job per trial, test evaluation and reproduction.
+    Slurm,
+}
+
+impl ExecutorKind {
+    fn parse(text: &str, origin: &str) -> Result<ExecutorKind> {
+        match text {
+            "local" => Ok(ExecutorKind::Local),
+            "slurm" => Ok(ExecutorKind::Slurm),
+            other => bail!("{origin} `{other}` is not an executor; use `local` or `slurm`"),
+        }
+    }
 }
 
 fn positive_int(cv: &CliValue) -> Result<u64> {
@@ -93,6 +114,7 @@ impl TuneArgs {
         let mut prune = false;
         let mut prune_warmup = 1;
         let mut trial_timeout = None;
+        let mut executor = None;
         for cv in &common.tool_flags {
             match cv.key.as_str() {
                 "bayes_opt_iters" | "bayesian_optimization_n_iter" => {
@@ -109,12 +131,7 @@ impl TuneArgs {
                 "trial_timeout" => {
                     trial_timeout = Some(Duration::from_secs(positive_int(cv)?));
                 }
-                "executor" => match as_string(cv)?.as_str() {
-                    "local" => {}
-                    other => {
-                        bail!("--executor `{other}` is not available in this version; use `local`")
-                    }
-                },
+                "executor" => executor = Some(ExecutorKind::parse(&as_string(cv)?, "--executor")?),
                 other => bail!("--{other} cannot be used with `metricbench tune`"),
             }
         }
@@ -131,6 +148,7 @@ impl TuneArgs {
             prune,
             prune_warmup,
             trial_timeout,
+            executor,
         })
     }
 }
@@ -149,6 +167,10 @@ struct Study {
     primary_metric: String,
     splits_to_eval: Vec<String>,
     worker: Vec<String>,
+    /// The `slurm:` section when the study runs on Slurm; `None` runs workers locally.
+    slurm: Option<crate::slurm::SlurmSettings>,
+    /// Started inside the async runtime on first use (it owns the poller task).
+    slurm_executor: std::sync::OnceLock<std::sync::Arc<crate::slurm::SlurmExecutor>>,
 }
 
 /// What `tune` returns (also printed).
@@ -346,6 +368,21 @@ impl Study {
         }
         let combined = merged.combined();
         let worker = executor::worker_argv(combined.get("worker_command"))?;
+        let kind = match (args.executor, combined.get("executor")) {
+            (Some(kind), _) => kind,
+            (None, None | Some(Value::Null)) => ExecutorKind::Local,
+            (None, Some(Value::String(s))) => ExecutorKind::parse(s, "the config's executor")?,
+            (None, Some(other)) => bail!(
+                "the config's executor must be `local` or `slurm`, not {}",
+                config::kind_name(other)
+            ),
+        };
+        let slurm = match kind {
+            ExecutorKind::Local => None,
+            ExecutorKind::Slurm => Some(crate::slurm::SlurmSettings::from_config(
+                combined.get("slurm"),
+            )?),
+        };
         let study = Study {
             primary_metric: primary_metric(&combined),
             splits_to_eval: crate::run::splits_to_eval(&combined)?,
@@ -355,8 +392,22 @@ impl Study {
             space,
             store,
             worker,
+            slurm,
+            slurm_executor: std::sync::OnceLock::new(),
         };
         Ok((study, lock))
+    }
+
+    /// The Slurm executor when the study runs on Slurm (call inside the runtime).
+    fn slurm_executor(&self) -> Result<Option<std::sync::Arc<crate::slurm::SlurmExecutor>>> {
+        let Some(settings) = &self.slurm else {
+            return Ok(None);
+        };
+        if let Some(e) = self.slurm_executor.get() {
+            return Ok(Some(e.clone()));
+        }
+        let e = std::sync::Arc::new(crate::slurm::SlurmExecutor::new(settings.clone())?);
+        Ok(Some(self.slurm_executor.get_or_init(|| e).clone()))
     }
 
     fn trial_folder(&self, name: &str) -> PathBuf {
@@ -438,6 +489,26 @@ impl Study {
 /// A message from a running trial's task to the study loop.
 enum Message {
     Event(u64, Event),
+    /// The trial's Slurm job was submitted with this id.
+    Submitted(u64, u64),
+}
+
+/// Runs a job under `--trial_timeout`; dropping the job's future on expiry kills its worker (or
+/// cancels its Slurm job).
+async fn with_timeout(
+    timeout: Option<Duration>,
+    run: impl std::future::Future<Output = Result<JobOutcome, JobFailure>>,
+) -> Result<JobOutcome, String> {
+    match timeout {
+        Some(limit) => match tokio::time::timeout(limit, run).await {
+            Ok(r) => r.map_err(|e| failure_text(&e)),
+            Err(_) => Err(format!(
+                "the trial exceeded --trial_timeout ({} s) and its worker was killed",
+                limit.as_secs()
+            )),
+        },
+        None => run.await.map_err(|e| failure_text(&e)),
+    }
 }
 
 /// A trial whose worker is running.
@@ -593,6 +664,7 @@ async fn search(study: &Study) -> Result<()> {
     let mut running: BTreeMap<u64, Running> = BTreeMap::new();
     let host = hostname();
     let mut last_files_write = Instant::now() - Duration::from_secs(10);
+    let slurm = study.slurm_executor()?;
 
     loop {
         // Keep the workers busy: interrupted trials first, then new suggestions. Trial indices are
@@ -641,11 +713,59 @@ async fn search(study: &Study) -> Result<()> {
                     exit_status: None,
                     error: None,
                     attempts: 0,
+                    job_id: None,
                 };
                 starts.push((record, true));
             }
         }
         for (record, fresh) in starts {
+            // A trial whose Slurm job an earlier coordinator submitted: follow that job again
+            // instead of submitting a duplicate (unless that coordinator cancelled it itself).
+            let attach = match (&slurm, fresh, record.job_id.as_deref()) {
+                (Some(_), false, Some(id)) => id.parse::<u64>().ok().filter(|_| {
+                    !study
+                        .trial_folder(&record.name)
+                        .join("slurm")
+                        .join(crate::slurm::executor::CANCELLED_BY_COORDINATOR)
+                        .exists()
+                }),
+                _ => None,
+            };
+            if let Some(id) = attach {
+                let bar = multi.add(ProgressBar::new(0));
+                bar.set_style(bar_style("  {prefix} {msg}"));
+                bar.set_prefix(format!("trial {}", record.index));
+                bar.set_message(format!("Slurm job {id}"));
+                let (stop_tx, stop_rx) = mpsc::channel(4);
+                let exec = slurm.clone().expect("attach only on Slurm");
+                let folder = study.trial_folder(&record.name);
+                let tx = tx.clone();
+                let index = record.index;
+                let timeout = args.trial_timeout;
+                tasks.spawn(async move {
+                    let run = exec.follow(id, &folder, Some(stop_rx), |event| {
+                        let _ = tx.send(Message::Event(index, event.clone()));
+                    });
+                    (index, with_timeout(timeout, run).await, None)
+                });
+                say(format!(
+                    "trial {} re-attached to Slurm job {id}",
+                    record.index
+                ));
+                running.insert(
+                    record.index,
+                    Running {
+                        record,
+                        started: Instant::now(),
+                        stop: stop_tx,
+                        prune_requested: false,
+                        evaluations: 0,
+                        bar,
+                        latest: String::new(),
+                    },
+                );
+                continue;
+            }
             let job = match study.prepare_trial(&record, fresh) {
                 Ok(job) => job,
                 Err(e) => {
@@ -667,7 +787,7 @@ async fn search(study: &Study) -> Result<()> {
                     continue;
                 }
             };
-            store.mark_running(record.index, &host)?;
+            store.mark_running(record.index, if slurm.is_some() { "slurm" } else { &host })?;
             let bar = multi.add(ProgressBar::new(0));
             bar.set_style(bar_style("  {prefix} {msg}"));
             bar.set_prefix(format!("trial {}", record.index));
@@ -681,22 +801,46 @@ async fn search(study: &Study) -> Result<()> {
             let index = record.index;
             let timeout = args.trial_timeout;
             let parallel = args.parallel;
-            tasks.spawn(async move {
-                let run = executor::run_job(&argv, &job, parallel, &log, Some(stop_rx), |event| {
-                    let _ = tx.send(Message::Event(index, event.clone()));
-                });
-                let outcome = match timeout {
-                    Some(limit) => match tokio::time::timeout(limit, run).await {
-                        Ok(r) => r.map_err(|e| failure_text(&e)),
-                        Err(_) => Err(format!(
-                            "the trial exceeded --trial_timeout ({} s) and its worker was killed",
-                            limit.as_secs()
-                        )),
-                    },
-                    None => run.await.map_err(|e| failure_text(&e)),
+            if let Some(exec) = slurm.clone() {
+                let request = crate::slurm::JobRequest {
+                    folder: study.trial_folder(&record.name),
+                    job,
+                    worker: argv,
+                    name: record.name.clone(),
                 };
-                (index, outcome, None)
-            });
+                let db = study.folder.join("study.db");
+                tasks.spawn(async move {
+                    let id = match exec.submit(&request).await {
+                        Ok(id) => id,
+                        Err(e) => return (index, Err(failure_text(&e)), None),
+                    };
+                    // Recorded at once (its own connection: this task runs beside the loop), so a
+                    // coordinator killed from now on re-attaches instead of submitting again.
+                    let recorded = StudyStore::open(&db)
+                        .and_then(|s| s.set_job_id(index, Some(&id.to_string())));
+                    if let Err(e) = recorded {
+                        let _ = crate::slurm::client::cancel(id, None).await;
+                        return (
+                            index,
+                            Err(format!("cannot record Slurm job {id}: {e:#}")),
+                            None,
+                        );
+                    }
+                    let _ = tx.send(Message::Submitted(index, id));
+                    let run = exec.follow(id, &request.folder, Some(stop_rx), |event| {
+                        let _ = tx.send(Message::Event(index, event.clone()));
+                    });
+                    (index, with_timeout(timeout, run).await, None)
+                });
+            } else {
+                tasks.spawn(async move {
+                    let run =
+                        executor::run_job(&argv, &job, parallel, &log, Some(stop_rx), |event| {
+                            let _ = tx.send(Message::Event(index, event.clone()));
+                        });
+                    (index, with_timeout(timeout, run).await, None)
+                });
+            }
             say(format!(
                 "trial {} started: {}",
                 record.index,
@@ -720,17 +864,37 @@ async fn search(study: &Study) -> Result<()> {
         }
 
         tokio::select! {
-            Some(Message::Event(index, event)) = rx.recv() => {
-                if let Some(r) = running.get_mut(&index) {
-                    handle_event(study, r, &event)?;
+            Some(message) = rx.recv() => match message {
+                Message::Event(index, event) => {
+                    if let Some(r) = running.get_mut(&index) {
+                        handle_event(study, r, &event)?;
+                    }
                 }
+                Message::Submitted(index, id) => {
+                    if let Some(r) = running.get_mut(&index) {
+                        r.bar.set_message(format!("Slurm job {id} queued"));
+                    }
+                }
+            },
+            () = ctrl_c(slurm.is_some()) => {
+                // Slurm jobs would outlive the coordinator: cancel them (dropping their tasks does,
+                // and marks them so the next run resubmits those trials rather than failing them).
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+                overall.finish_and_clear();
+                bail!(
+                    "interrupted: the running trials' Slurm jobs were cancelled; run the same command \
+                     again to continue the study"
+                );
             }
             Some(joined) = tasks.join_next() => {
                 let (index, outcome, _) = joined.map_err(|e| anyhow!("a trial task failed: {e}"))?;
                 // Events sent before the task ended are still queued: apply them first.
-                while let Ok(Message::Event(i, event)) = rx.try_recv() {
-                    if let Some(r) = running.get_mut(&i) {
-                        handle_event(study, r, &event)?;
+                while let Ok(message) = rx.try_recv() {
+                    if let Message::Event(i, event) = message {
+                        if let Some(r) = running.get_mut(&i) {
+                            handle_event(study, r, &event)?;
+                        }
                     }
                 }
                 let Some(r) = running.remove(&index) else { continue };
@@ -814,6 +978,7 @@ async fn search(study: &Study) -> Result<()> {
                         let _ = r.stop.try_send(Command::Stop);
                     }
                     tasks.abort_all();
+                    while tasks.join_next().await.is_some() {}
                     // The aborted trials stay `running` in the store and are resumed next time.
                     overall.finish_and_clear();
                     bail!(
@@ -827,6 +992,14 @@ async fn search(study: &Study) -> Result<()> {
     }
     overall.finish_and_clear();
     Ok(())
+}
+
+/// Resolves on Ctrl-C when `enabled` (a Slurm study, whose jobs must be cancelled); never otherwise,
+/// so a local study keeps the default behaviour (its workers die with the coordinator).
+async fn ctrl_c(enabled: bool) {
+    if !enabled || tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 fn failure_text(failure: &JobFailure) -> String {

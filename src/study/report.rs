@@ -99,6 +99,7 @@ pub fn write_trial_files(
             "duration_s",
             "attempts",
             "worker_host",
+            "job_id",
             "error",
         ]
         .map(String::from),
@@ -129,6 +130,7 @@ pub fn write_trial_files(
         row.push(opt(t.duration_s));
         row.push(t.attempts.to_string());
         row.push(t.worker_host.clone().unwrap_or_default());
+        row.push(t.job_id.clone().unwrap_or_default());
         row.push(t.error.clone().unwrap_or_default());
         text.push_str(
             &row.iter()
@@ -194,7 +196,7 @@ async fn run_and_collect(
         .map_err(|e| format!("{e:#}"))?;
     let mut per_fold: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
     let log = folder.join("logs/worker_stderr.log");
-    executor::run_job(&study.worker, &job, 1, &log, None, |event| {
+    let collect = |event: &Event| {
         if let Event::Evaluation {
             fold,
             split,
@@ -210,9 +212,29 @@ async fn run_and_collect(
                 per_fold.insert(fold.clone(), m);
             }
         }
-    })
-    .await
-    .map_err(|e| e.to_string())?;
+    };
+    match study.slurm_executor().map_err(|e| format!("{e:#}"))? {
+        // On Slurm each evaluation and reproduction is a batch job of its own.
+        Some(exec) => {
+            let request = crate::slurm::JobRequest {
+                folder: folder.to_path_buf(),
+                job,
+                worker: study.worker.clone(),
+                name: folder
+                    .file_name()
+                    .map_or("metricbench".into(), |n| n.to_string_lossy().into_owned()),
+            };
+            let id = exec.submit(&request).await.map_err(|e| e.to_string())?;
+            exec.follow(id, folder, None, collect)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        None => {
+            executor::run_job(&study.worker, &job, 1, &log, None, collect)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
     Ok(per_fold)
 }
 
