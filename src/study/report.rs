@@ -220,9 +220,17 @@ async fn run_and_collect(
                 folder: folder.to_path_buf(),
                 job,
                 worker: study.worker.clone(),
-                name: folder
-                    .file_name()
-                    .map_or("metricbench".into(), |n| n.to_string_lossy().into_owned()),
+                // `<folder>-evaluate`, `<folder>-train`: told apart from the trial's own job.
+                name: format!(
+                    "{}-{}",
+                    folder
+                        .file_name()
+                        .map_or("metricbench".into(), |n| n.to_string_lossy()),
+                    serde_json::to_value(action)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default()
+                ),
             };
             let id = exec.submit(&request).await.map_err(|e| e.to_string())?;
             exec.follow(id, folder, None, collect)
