@@ -41,7 +41,8 @@ enum Commands {
         after_help = "Flags: --experiment_name NAME (the study folder), --bayes_opt_iters N \
         (alias --bayesian_optimization_n_iter; required), --parallel K (workers at once, default 1), \
         --reproductions R (retrain the best trial R times), --prune median, --prune_warmup N, \
-        --trial_timeout SECS, --executor local, plus every flag of run. Re-running the same \
+        --trial_timeout SECS, --executor local|slurm (slurm: one batch job per trial, resources from the \
+        config's slurm section, see docs/slurm.md), plus every flag of run. Re-running the same \
         command resumes the study."
     )]
     Tune {

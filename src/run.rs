@@ -3,7 +3,7 @@
 use crate::args::{as_string, CommonArgs};
 use crate::cli_values::CliValue;
 use crate::config::{self, Merged, Selection};
-use crate::executor::{self, JobOutcome};
+use crate::executor::{self, Executor, JobOutcome, JobSpec, LocalExecutor};
 use crate::experiment;
 use crate::protocol::{Action, Event, Job, ResumeFrom, PROTOCOL_VERSION};
 use crate::search_space::{Assignment, SearchSpace};
@@ -363,32 +363,42 @@ fn run_job(args: &RunArgs, folder: &Path, worker: &[String], job: &Job) -> Resul
         .expect("valid template")
         .progress_chars("=> "),
     );
-    let log = folder.join("logs").join("worker_stderr.log");
+    let spec = JobSpec {
+        job: job.clone(),
+        folder: folder.to_path_buf(),
+        concurrent: 1,
+    };
+    let executor = LocalExecutor::new(worker.to_vec());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     let outcome = runtime.block_on(async {
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        let job_future = executor::run_job(worker, job, 1, &log, Some(rx), |event| show_event(&bar, event));
-        tokio::pin!(job_future);
+        let mut handle = match executor.start(&spec) {
+            Ok(handle) => handle,
+            Err(failure) => return Some(Err(failure)),
+        };
+        let control = handle.control();
         let mut interrupts = 0;
         loop {
             tokio::select! {
-                outcome = &mut job_future => return Some(outcome),
+                event = handle.next_event() => match event {
+                    Some(event) => show_event(&bar, &event),
+                    None => return Some(handle.outcome().await),
+                },
                 signal = tokio::signal::ctrl_c() => {
                     if signal.is_err() {
                         // No signal handling on this platform: just wait for the job.
-                        return Some(job_future.await);
+                        return Some(handle.wait(|event| show_event(&bar, event)).await);
                     }
                     interrupts += 1;
                     if interrupts == 1 {
                         say(&bar, "Ctrl-C: the worker stops after its next evaluation and leaves a \
                             checkpoint (resume with --resume_training); press Ctrl-C again to kill it"
                             .to_string());
-                        let _ = tx.send(crate::protocol::Command::Stop).await;
+                        control.stop();
                     } else {
-                        // Dropping the job future kills the worker (kill_on_drop).
+                        // Dropping the handle kills the worker.
                         return None;
                     }
                 }

@@ -138,18 +138,7 @@ fn trial_jobs(name: &str) -> Vec<(u64, String, String)> {
 }
 
 fn trials_csv(study: &Path) -> Vec<BTreeMap<String, String>> {
-    let content = std::fs::read_to_string(study.join("trials.csv")).unwrap();
-    let mut lines = content.lines();
-    let header: Vec<String> = lines.next().unwrap().split(',').map(String::from).collect();
-    lines
-        .map(|l| {
-            header
-                .iter()
-                .cloned()
-                .zip(l.split(',').map(String::from))
-                .collect()
-        })
-        .collect()
+    metricbench::study::report::read_csv_rows(&study.join("trials.csv")).unwrap()
 }
 
 /// Watches the queue in the background: the most jobs of `name` seen RUNNING at once.
@@ -361,7 +350,7 @@ fn a_killed_coordinator_re_attaches_to_its_jobs_instead_of_submitting_again() {
     );
 
     let all = succeeds(&mut tune_command(dir.path(), &name, &extra));
-    assert!(all.contains("re-attached to Slurm job"), "{all}");
+    assert!(all.contains("re-attached to slurm job"), "{all}");
     let after = trials(&study);
     assert_eq!(after.len(), 4);
     for t in &after {

@@ -58,18 +58,7 @@ fn fails(cmd: &mut Command) -> String {
 }
 
 fn csv_rows(path: &Path) -> Vec<BTreeMap<String, String>> {
-    let content = std::fs::read_to_string(path).unwrap();
-    let mut lines = content.lines();
-    let header: Vec<String> = lines.next().unwrap().split(',').map(String::from).collect();
-    lines
-        .map(|l| {
-            header
-                .iter()
-                .cloned()
-                .zip(l.split(',').map(String::from))
-                .collect()
-        })
-        .collect()
+    metricbench::study::report::read_csv_rows(path).unwrap()
 }
 
 #[test]

@@ -18,18 +18,20 @@ async fn run(program: &str, args: &[String]) -> Result<Output, String> {
         .kill_on_drop(true)
         .output()
         .await
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                format!(
-                    "`{program}` was not found on PATH: --executor slurm needs the Slurm client \
-                     commands (run metricbench on a login node of the cluster, or start the local \
-                     test cluster with scripts/slurm-local.sh up)"
-                )
-            } else {
-                format!("cannot run `{program}`: {e}")
-            }
-        })?;
+        .map_err(|e| not_started(program, e))?;
     Ok(out)
+}
+
+fn not_started(program: &str, e: std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        format!(
+            "`{program}` was not found on PATH: --executor slurm needs the Slurm client commands \
+             (run metricbench on a login node of the cluster, or start the local test cluster \
+             with scripts/slurm-local.sh up)"
+        )
+    } else {
+        format!("cannot run `{program}`: {e}")
+    }
 }
 
 fn quoted_failure(program: &str, args: &[String], out: &Output) -> String {
@@ -49,10 +51,14 @@ fn quoted_failure(program: &str, args: &[String], out: &Output) -> String {
 
 /// Submits a batch job; `args` are sbatch's options, the script and the script's arguments.
 /// Returns the job id, or Slurm's refusal quoted.
-pub async fn submit(args: &[String]) -> Result<JobId, String> {
+/// Blocking: `sbatch` answers at once (it only queues the job).
+pub fn submit(args: &[String]) -> Result<JobId, String> {
     let mut full = vec!["--parsable".to_string()];
     full.extend(args.iter().cloned());
-    let out = run("sbatch", &full).await?;
+    let out = std::process::Command::new("sbatch")
+        .args(&full)
+        .output()
+        .map_err(|e| not_started("sbatch", e))?;
     if !out.status.success() {
         return Err(quoted_failure("sbatch", &full, &out));
     }

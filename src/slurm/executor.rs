@@ -1,26 +1,24 @@
-//! Runs protocol jobs as Slurm batch jobs: submit (or re-attach to a job submitted by an earlier
-//! coordinator), follow the job's events file, forward a stop request through the job folder, and
-//! turn the job's end into the same outcome a local worker gives.
+//! The Slurm executor: each job is a Slurm batch job. Starting one writes its files into the job
+//! folder and submits it with `sbatch`; its task follows the events file, forwards a stop through
+//! the folder and a kill as `scancel`, and turns the job's end into the outcome a local worker
+//! gives. Jobs outlive the coordinator: a restarted one re-attaches by the recorded job id.
 
 use super::client::{self, JobId};
 use super::job_files::{JobFiles, LineFollower};
 use super::monitor::{Monitor, Seen};
 use super::settings::SlurmSettings;
-use crate::executor::{JobFailure, JobOutcome};
+use crate::executor::{
+    Control, EventReader, Executor, JobChannel, JobExit, JobFailure, JobHandle, JobOutcome, JobSpec,
+};
 use crate::fsutil::write_atomic;
-use crate::protocol::{Command, Event, Job};
+use crate::protocol::Action;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 /// How often a job's events file is read while it runs (a local or shared file read; Slurm itself
 /// is asked only by the [`Monitor`]).
 const EVENTS_POLL: Duration = Duration::from_millis(200);
-
-/// Written into the job folder when the coordinator itself cancels a job (Ctrl-C, a study that gives
-/// up): the next coordinator then resubmits that trial instead of reporting it as failed.
-pub const CANCELLED_BY_COORDINATOR: &str = "cancelled_by_coordinator";
 
 /// The batch script: the command arrives as the script's arguments, so no value is ever parsed
 /// by a shell.
@@ -28,48 +26,15 @@ const SCRIPT: &str = "#!/bin/sh\n# written by metricbench: runs its arguments (t
 
 const TAIL_LINES: usize = 15;
 
-/// A study's connection to Slurm: the resources every job asks for and the shared state poller.
+/// A study's connection to Slurm: the resources every job asks for, the worker, and the poller of
+/// job states shared by all its jobs.
 pub struct SlurmExecutor {
     settings: SlurmSettings,
-    monitor: Arc<Monitor>,
+    worker: Vec<String>,
     /// This coordinator's executable, run inside each job as the adapter (`metricbench slurm-job`).
     adapter: PathBuf,
-}
-
-/// What to run: the job, its folder, the worker, a job name for `squeue`.
-pub struct JobRequest {
-    pub folder: PathBuf,
-    pub job: Job,
-    pub worker: Vec<String>,
-    pub name: String,
-}
-
-/// Cancels the job if the future following it is dropped before the job ended (a trial timeout, a
-/// study stopping): no Slurm job outlives the coordinator's interest in it.
-struct CancelOnDrop {
-    id: JobId,
-    files: JobFiles,
-    armed: bool,
-    mark: bool,
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        if self.mark {
-            let _ = std::fs::write(self.files.dir.join(CANCELLED_BY_COORDINATOR), b"");
-        }
-        if let Ok(mut child) = std::process::Command::new("scancel")
-            .arg(self.id.to_string())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-        {
-            std::thread::spawn(move || child.wait());
-        }
-    }
+    /// Started on first use, inside the runtime that drives the jobs.
+    monitor: OnceLock<Arc<Monitor>>,
 }
 
 fn tail(path: &Path) -> Option<String> {
@@ -86,43 +51,56 @@ fn tail(path: &Path) -> Option<String> {
     ))
 }
 
+/// The job's name in `squeue`: a trial's training job is named after its folder (`study7`); other
+/// jobs in a folder add their action (`study7-evaluate`), so they are told apart.
+pub fn job_name(spec: &JobSpec) -> String {
+    let folder = spec
+        .folder
+        .file_name()
+        .map_or("metricbench".into(), |n| n.to_string_lossy().into_owned());
+    match spec.job.action {
+        Action::Train => folder,
+        other => format!(
+            "{folder}-{}",
+            serde_json::to_value(other)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default()
+        ),
+    }
+}
+
 impl SlurmExecutor {
-    /// Must be called inside the tokio runtime (it starts the poller).
-    pub fn new(settings: SlurmSettings) -> anyhow::Result<SlurmExecutor> {
-        let adapter = std::env::current_exe().map_err(|e| {
+    pub fn new(settings: SlurmSettings, worker: Vec<String>) -> anyhow::Result<SlurmExecutor> {
+        let exe = std::env::current_exe().map_err(|e| {
             anyhow::anyhow!("cannot locate the running metricbench executable: {e}")
         })?;
         // Test binaries live in target/<profile>/deps; the coordinator binary one level up.
-        let adapter = if adapter
-            .parent()
-            .and_then(|p| p.file_name())
-            .is_some_and(|n| n == "deps")
-        {
-            adapter
+        let adapter = match exe.parent() {
+            Some(dir) if dir.file_name().is_some_and(|n| n == "deps") => dir
                 .parent()
-                .and_then(Path::parent)
                 .map(|p| p.join("metricbench"))
-                .unwrap_or(adapter)
-        } else {
-            adapter
+                .unwrap_or(exe.clone()),
+            _ => exe,
         };
         Ok(SlurmExecutor {
             settings,
-            monitor: Monitor::start(),
+            worker,
             adapter,
+            monitor: OnceLock::new(),
         })
     }
 
-    pub fn monitor(&self) -> &Arc<Monitor> {
-        &self.monitor
+    fn monitor(&self) -> Arc<Monitor> {
+        self.monitor.get_or_init(Monitor::start).clone()
     }
 
     /// The full `sbatch` argv (after `--parsable`) for a job.
-    pub fn sbatch_args(&self, request: &JobRequest, files: &JobFiles) -> Vec<String> {
+    pub fn sbatch_args(&self, spec: &JobSpec, files: &JobFiles) -> Vec<String> {
         let mut args = vec![
-            format!("--job-name={}", request.name),
+            format!("--job-name={}", job_name(spec)),
             format!("--output={}", files.output_pattern().display()),
-            format!("--chdir={}", request.folder.display()),
+            format!("--chdir={}", spec.folder.display()),
         ];
         // The user's resources and extra arguments come last so they win over ours.
         args.extend(self.settings.sbatch_args());
@@ -131,200 +109,200 @@ impl SlurmExecutor {
         args.push("slurm-job".to_string());
         args.push(files.dir.display().to_string());
         args.push("--".to_string());
-        args.extend(request.worker.iter().cloned());
+        args.extend(self.worker.iter().cloned());
         args
     }
 
-    /// Writes the job files and submits; returns the job id.
-    pub async fn submit(&self, request: &JobRequest) -> Result<JobId, JobFailure> {
+    fn handle(&self, id: JobId, spec: &JobSpec) -> JobHandle {
+        let monitor = self.monitor();
+        let files = JobFiles::of_experiment(&spec.folder);
+        let who = format!("Slurm job {id} (worker `{}`)", self.worker.join(" "));
+        JobHandle::spawn(Some(id.to_string()), move |channel| {
+            follow(monitor, id, files, who, channel)
+        })
+    }
+}
+
+impl Executor for SlurmExecutor {
+    fn name(&self) -> &'static str {
+        "slurm"
+    }
+
+    /// Writes the job files and submits the job (`sbatch` answers at once; the job may wait in
+    /// the queue).
+    fn start(&self, spec: &JobSpec) -> Result<JobHandle, JobFailure> {
         let broken = JobFailure::Broken;
-        let files = JobFiles::of_experiment(&request.folder);
+        let files = JobFiles::of_experiment(&spec.folder);
         std::fs::create_dir_all(&files.dir)
             .map_err(|e| broken(format!("cannot create {}: {e}", files.dir.display())))?;
         files
             .clear_previous()
             .map_err(|e| broken(format!("cannot clear {}: {e}", files.dir.display())))?;
-        let _ = std::fs::remove_file(files.dir.join(CANCELLED_BY_COORDINATOR));
-        write_atomic(
-            &files.job(),
-            format!("{}\n", request.job.to_line()).as_bytes(),
-        )
-        .and_then(|()| write_atomic(&files.script(), SCRIPT.as_bytes()))
-        .map_err(|e| broken(format!("{e:#}")))?;
-        let args = self.sbatch_args(request, &files);
-        let id = client::submit(&args).await.map_err(broken)?;
-        Ok(id)
+        write_atomic(&files.job(), format!("{}\n", spec.job.to_line()).as_bytes())
+            .and_then(|()| write_atomic(&files.script(), SCRIPT.as_bytes()))
+            .map_err(|e| broken(format!("{e:#}")))?;
+        let id = client::submit(&self.sbatch_args(spec, &files)).map_err(broken)?;
+        Ok(self.handle(id, spec))
     }
 
-    /// Follows job `id` (just submitted, or re-attached after a restart) to its end. `commands`
-    /// carries stop requests; `on_event` sees every event the worker wrote.
-    pub async fn follow(
-        &self,
-        id: JobId,
-        folder: &Path,
-        mut commands: Option<mpsc::Receiver<Command>>,
-        mut on_event: impl FnMut(&Event),
-    ) -> Result<JobOutcome, JobFailure> {
-        let files = JobFiles::of_experiment(folder);
-        let mut guard = CancelOnDrop {
-            id,
-            files: files.clone(),
-            armed: true,
-            mark: true,
-        };
-        self.monitor.track(id);
-        let result = self
-            .follow_inner(id, &files, &mut commands, &mut on_event, &mut guard)
-            .await;
-        guard.armed = false;
-        self.monitor.untrack(id);
-        result
+    /// Follows the job again; only `spec.folder` is used (the job already has its files).
+    fn reattach(&self, job_id: &str, spec: &JobSpec) -> Result<Option<JobHandle>, JobFailure> {
+        match job_id.parse::<JobId>() {
+            Ok(id) => Ok(Some(self.handle(id, spec))),
+            Err(_) => Ok(None),
+        }
     }
+}
 
-    async fn follow_inner(
-        &self,
-        id: JobId,
-        files: &JobFiles,
-        commands: &mut Option<mpsc::Receiver<Command>>,
-        on_event: &mut impl FnMut(&Event),
-        guard: &mut CancelOnDrop,
-    ) -> Result<JobOutcome, JobFailure> {
-        let mut follower = LineFollower::new(files.events());
-        let mut polled = self.monitor.subscribe();
-        let mut outcome: Option<JobOutcome> = None;
-        let mut reported: Option<JobFailure> = None;
-        let mut poked = false;
-        let events_path = files.events();
-        let read = |follower: &mut LineFollower,
-                    outcome: &mut Option<JobOutcome>,
-                    reported: &mut Option<JobFailure>,
-                    on_event: &mut dyn FnMut(&Event)|
-         -> Result<(), String> {
-            let lines = follower
-                .poll()
-                .map_err(|e| format!("cannot read {}: {e}", events_path.display()))?;
-            for line in lines {
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let event = Event::parse_line(&line)
-                    .map_err(|m| format!("{} (in {})", m, events_path.display()))?;
-                on_event(&event);
-                match event {
-                    Event::Result { objective, folds } => {
-                        *outcome = Some(JobOutcome { objective, folds })
-                    }
-                    Event::Error { kind, message } => {
-                        *reported = Some(JobFailure::Reported { kind, message })
-                    }
-                    _ => {}
-                }
-            }
-            Ok(())
-        };
-        loop {
-            if let Err(why) = read(&mut follower, &mut outcome, &mut reported, on_event) {
+/// The job's task: reads the events file as it grows, answers controls, and ends when the worker
+/// wrote its exit status or Slurm says the job ended.
+async fn follow(
+    monitor: Arc<Monitor>,
+    id: JobId,
+    files: JobFiles,
+    who: String,
+    mut channel: JobChannel,
+) -> Result<JobOutcome, JobFailure> {
+    monitor.track(id);
+    let result = follow_until_end(&monitor, id, &files, &who, &mut channel).await;
+    monitor.untrack(id);
+    result
+}
+
+/// Passes the events completed since the last call on; `Err` for a line breaking the protocol.
+fn read_events(
+    follower: &mut LineFollower,
+    reader: &mut EventReader,
+    channel: &JobChannel,
+    path: &Path,
+) -> Result<bool, String> {
+    let lines = follower
+        .poll()
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut ended = false;
+    for line in lines {
+        if let Some(event) = reader
+            .line(&line)
+            .map_err(|why| format!("{why} (in {})", path.display()))?
+        {
+            ended |= matches!(
+                event,
+                crate::protocol::Event::Result { .. } | crate::protocol::Event::Error { .. }
+            );
+            channel.event(event);
+        }
+    }
+    Ok(ended)
+}
+
+async fn follow_until_end(
+    monitor: &Monitor,
+    id: JobId,
+    files: &JobFiles,
+    who: &str,
+    channel: &mut JobChannel,
+) -> Result<JobOutcome, JobFailure> {
+    let events = files.events();
+    let mut follower = LineFollower::new(events.clone());
+    let mut reader = EventReader::default();
+    let mut polled = monitor.subscribe();
+    loop {
+        match read_events(&mut follower, &mut reader, channel, &events) {
+            // The worker is near its end: ask Slurm soon rather than after a backed-off pause.
+            Ok(true) => monitor.poke(),
+            Ok(false) => {}
+            Err(_) => {
                 // A worker breaking the protocol is stopped, as a local one would be.
-                guard.mark = false;
                 let _ = client::cancel(id, None).await;
-                guard.armed = false;
-                return Err(JobFailure::Broken(format!("Slurm job {id}: {why}")));
+                return reader.finish(who, JobExit::Unknown(String::new()), "");
             }
-            if (outcome.is_some() || reported.is_some()) && !poked {
-                self.monitor.poke();
-                poked = true;
+        }
+        if let Some(status) = files.read_exit_status() {
+            // The worker has exited: whatever it wrote before is complete.
+            let _ = read_events(&mut follower, &mut reader, channel, &events);
+            let tails = tails(id, files);
+            return reader.finish(
+                who,
+                JobExit::Exited {
+                    success: status == "0",
+                    status,
+                },
+                &tails,
+            );
+        }
+        let seen = monitor.seen(id).map_err(JobFailure::Broken)?;
+        let ended = match &seen {
+            Seen::Unknown => false,
+            Seen::InQueue(e) => !e.is_active(),
+            Seen::Gone => true,
+        };
+        if ended {
+            // The adapter writes the exit status just before the job ends; give a shared
+            // filesystem a moment to show it and the last events.
+            tokio::time::sleep(EVENTS_POLL).await;
+            let _ = read_events(&mut follower, &mut reader, channel, &events);
+            if let Some(status) = files.read_exit_status() {
+                return reader.finish(
+                    who,
+                    JobExit::Exited {
+                        success: status == "0",
+                        status,
+                    },
+                    &tails(id, files),
+                );
             }
-            if let Some(exit) = files.read_exit_status() {
-                // The worker has exited: whatever it wrote before is complete.
-                let _ = read(&mut follower, &mut outcome, &mut reported, on_event);
-                return self.finish(id, files, Some(exit), outcome, reported, None);
-            }
-            let seen = self.monitor.seen(id).map_err(JobFailure::Broken)?;
-            let ended = match &seen {
-                Seen::Unknown => false,
-                Seen::InQueue(e) => !e.is_active(),
-                Seen::Gone => true,
+            let slurm = match client::details(id).await {
+                Ok(Some(d)) => d.describe(),
+                Ok(None) => "Slurm no longer knows the job (squeue and scontrol)".to_string(),
+                Err(e) => format!("its state could not be read: {e}"),
             };
-            if ended {
-                // The adapter writes the exit status just before the job ends; give a shared
-                // filesystem a moment to show it and the last events.
-                tokio::time::sleep(EVENTS_POLL).await;
-                let _ = read(&mut follower, &mut outcome, &mut reported, on_event);
-                let exit = files.read_exit_status();
-                let details = client::details(id).await.ok().flatten();
-                return self.finish(id, files, exit, outcome, reported, details);
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(EVENTS_POLL) => {}
-                _ = polled.changed() => {}
-                Some(cmd) = async {
-                    match commands.as_mut() {
-                        Some(rx) => rx.recv().await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    if matches!(cmd, Command::Stop) {
-                        if let Err(e) = write_atomic(&files.stop(), b"stop\n") {
-                            eprintln!("warning: cannot ask Slurm job {id} to stop: {e:#}");
-                        }
+            let hint = if events.exists() {
+                String::new()
+            } else {
+                format!(
+                    "; the job never wrote {}: is the study folder on a filesystem the compute \
+                     nodes share, at the same path?",
+                    events.display()
+                )
+            };
+            let why = format!(
+                "Slurm job {id} ended before its worker finished ({slurm}){hint}{}",
+                tails(id, files)
+            );
+            return reader.finish(who, JobExit::Unknown(why), "");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(EVENTS_POLL) => {}
+            _ = polled.changed() => {}
+            control = channel.control() => match control {
+                Control::Stop => {
+                    if let Err(e) = write_atomic(&files.stop(), b"stop\n") {
+                        eprintln!("warning: cannot ask Slurm job {id} to stop: {e:#}");
                     }
                 }
-            }
+                Control::Kill => {
+                    if let Err(e) = client::cancel(id, None).await {
+                        eprintln!("warning: cannot cancel Slurm job {id}: {e}");
+                    }
+                    monitor.poke();
+                }
+            },
         }
     }
+}
 
-    fn finish(
-        &self,
-        id: JobId,
-        files: &JobFiles,
-        exit: Option<String>,
-        outcome: Option<JobOutcome>,
-        reported: Option<JobFailure>,
-        details: Option<client::JobDetails>,
-    ) -> Result<JobOutcome, JobFailure> {
-        if let Some(failure) = reported {
-            return Err(failure);
-        }
-        let stderr_log = files.dir.parent().map(|p| p.join("logs/worker_stderr.log"));
-        let tails = || {
-            let mut t = String::new();
-            if let Some(s) = tail(&files.output(id)) {
-                t.push_str(&s);
-            }
-            if let Some(s) = stderr_log.as_deref().and_then(tail) {
-                t.push_str(&s);
-            }
-            t
-        };
-        match (exit.as_deref(), outcome) {
-            (Some("0"), Some(outcome)) => Ok(outcome),
-            (Some(code), Some(_)) => Err(JobFailure::Broken(format!(
-                "Slurm job {id}: the worker sent its result but then exited with {code}{}",
-                tails()
-            ))),
-            (Some(code), None) => Err(JobFailure::Broken(format!(
-                "Slurm job {id}: the worker exited ({code}) without sending a result event{}",
-                tails()
-            ))),
-            (None, _) => {
-                let slurm = match details {
-                    Some(d) => d.describe(),
-                    None => "Slurm no longer knows the job (squeue and scontrol)".to_string(),
-                };
-                let hint = if files.events().exists() {
-                    String::new()
-                } else {
-                    format!(
-                        "; the job never wrote {}: is the study folder on a filesystem the \
-                         compute nodes share, at the same path?",
-                        files.events().display()
-                    )
-                };
-                Err(JobFailure::Broken(format!(
-                    "Slurm job {id} ended before its worker finished ({slurm}){hint}{}",
-                    tails()
-                )))
-            }
-        }
+/// The last lines of the job's Slurm output and of the worker's stderr, for failure messages.
+fn tails(id: JobId, files: &JobFiles) -> String {
+    let mut t = String::new();
+    if let Some(s) = tail(&files.output(id)) {
+        t.push_str(&s);
     }
+    if let Some(s) = files
+        .dir
+        .parent()
+        .and_then(|p| tail(&p.join("logs/worker_stderr.log")))
+    {
+        t.push_str(&s);
+    }
+    t
 }

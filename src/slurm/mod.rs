@@ -10,7 +10,7 @@ pub mod job_files;
 pub mod monitor;
 pub mod settings;
 
-pub use executor::{JobRequest, SlurmExecutor};
+pub use executor::SlurmExecutor;
 pub use settings::SlurmSettings;
 
 /// This machine's host name (for messages from inside a job).

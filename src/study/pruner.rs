@@ -31,6 +31,20 @@ pub fn should_prune(value: f64, completed: &[f64]) -> bool {
     }
 }
 
+/// When a running trial is checked against the median rule (`--prune median`): from its first
+/// evaluation after training started (epoch > 0) that is past the first `warmup` ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PruneRule {
+    pub warmup: usize,
+}
+
+impl PruneRule {
+    /// `evaluations`: the trial's evaluations after training started, this one included.
+    pub fn applies(&self, epoch: i64, evaluations: usize) -> bool {
+        epoch > 0 && evaluations > self.warmup
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,5 +61,14 @@ mod tests {
             "equal to the median is kept"
         );
         assert!(should_prune(f64::NAN, &[0.5, 0.6, 0.7]));
+    }
+
+    #[test]
+    fn the_rule_waits_for_training_and_the_warmup() {
+        let rule = PruneRule { warmup: 1 };
+        assert!(!rule.applies(0, 5), "the evaluation before training");
+        assert!(!rule.applies(1, 1), "within the warm-up");
+        assert!(rule.applies(2, 2));
+        assert!(PruneRule { warmup: 0 }.applies(1, 1));
     }
 }

@@ -2,15 +2,14 @@
 //! search the best trial's test evaluation (per fold and the concatenated ensemble), its
 //! reproductions, and `report.yaml` with test metrics as mean and 95% confidence interval.
 
+use super::folder::{clear_trial_folder, has_checkpoint, Study};
 use super::storage::{TrialRecord, TrialState};
-use super::{clear_trial_folder, has_checkpoint, Study};
 use crate::config::json_to_yaml;
-use crate::executor;
 use crate::experiment;
 use crate::fsutil::write_atomic;
 use crate::protocol::{Action, Event, ResumeFrom};
 use crate::search_space::SearchSpace;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -65,25 +64,13 @@ pub fn format_parameters(p: &Map<String, Value>) -> String {
         .join(", ")
 }
 
-fn csv_escape(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
-}
-
 fn opt(x: Option<f64>) -> String {
     x.map_or(String::new(), |v| v.to_string())
 }
 
-/// Rewrites `trials.csv` and `best_parameters.yaml` from the store's rows.
-pub fn write_trial_files(
-    folder: &Path,
-    space: &SearchSpace,
-    trials: &[TrialRecord],
-    metric: &str,
-) -> Result<()> {
+/// The columns of `trials.csv`: index, name, state, the objective and its SEM (named after
+/// `metric`), one column per search parameter, then timing, attempts, host and error.
+fn trials_csv_header(space: &SearchSpace, metric: &str) -> Vec<String> {
     let mut header = vec![
         "trial_index".to_string(),
         "name".to_string(),
@@ -104,42 +91,77 @@ pub fn write_trial_files(
         ]
         .map(String::from),
     );
-    let mut text = header
-        .iter()
-        .map(|h| csv_escape(h))
-        .collect::<Vec<_>>()
-        .join(",");
-    text.push('\n');
-    for t in trials {
-        let mut row = vec![
-            t.index.to_string(),
-            t.name.clone(),
-            t.state.as_str().to_string(),
-            opt(t.objective_mean),
-            opt(t.objective_sem),
-        ];
-        for name in space.names() {
-            row.push(match t.parameters.get(name) {
-                Some(Value::String(s)) => s.clone(),
-                Some(v) => v.to_string(),
-                None => String::new(),
-            });
-        }
-        row.push(t.started_at.clone().unwrap_or_default());
-        row.push(t.finished_at.clone().unwrap_or_default());
-        row.push(opt(t.duration_s));
-        row.push(t.attempts.to_string());
-        row.push(t.worker_host.clone().unwrap_or_default());
-        row.push(t.job_id.clone().unwrap_or_default());
-        row.push(t.error.clone().unwrap_or_default());
-        text.push_str(
-            &row.iter()
-                .map(|c| csv_escape(c))
-                .collect::<Vec<_>>()
-                .join(","),
-        );
-        text.push('\n');
+    header
+}
+
+fn trials_csv_row(space: &SearchSpace, t: &TrialRecord) -> Vec<String> {
+    let mut row = vec![
+        t.index.to_string(),
+        t.name.clone(),
+        t.state.as_str().to_string(),
+        opt(t.objective_mean),
+        opt(t.objective_sem),
+    ];
+    for name in space.names() {
+        row.push(match t.parameters.get(name) {
+            Some(Value::String(s)) => s.clone(),
+            Some(v) => v.to_string(),
+            None => String::new(),
+        });
     }
+    row.push(t.started_at.clone().unwrap_or_default());
+    row.push(t.finished_at.clone().unwrap_or_default());
+    row.push(opt(t.duration_s));
+    row.push(t.attempts.to_string());
+    row.push(t.worker_host.clone().unwrap_or_default());
+    row.push(t.job_id.clone().unwrap_or_default());
+    row.push(t.error.clone().unwrap_or_default());
+    row
+}
+
+/// `trials.csv` as text: RFC 4180 quoting by the `csv` crate, so any cell text (a string
+/// parameter, an error message with commas, quotes and newlines) reads back unchanged.
+pub fn trials_csv(space: &SearchSpace, trials: &[TrialRecord], metric: &str) -> Result<String> {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    out.write_record(trials_csv_header(space, metric))?;
+    for t in trials {
+        out.write_record(trials_csv_row(space, t))?;
+    }
+    let bytes = out
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("cannot write trials.csv: {e}"))?;
+    Ok(String::from_utf8(bytes)?)
+}
+
+/// Reads a `trials.csv` (or any CSV with a header row) into one map per row, column -> cell.
+pub fn read_csv_rows(path: &Path) -> Result<Vec<BTreeMap<String, String>>> {
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let header = reader
+        .headers()
+        .with_context(|| format!("cannot read the header row of {}", path.display()))?
+        .clone();
+    reader
+        .records()
+        .map(|record| {
+            let record = record.with_context(|| format!("malformed row in {}", path.display()))?;
+            Ok(header
+                .iter()
+                .zip(record.iter())
+                .map(|(h, c)| (h.to_string(), c.to_string()))
+                .collect())
+        })
+        .collect()
+}
+
+/// Rewrites `trials.csv` and `best_parameters.yaml` from the store's rows.
+pub fn write_trial_files(
+    folder: &Path,
+    space: &SearchSpace,
+    trials: &[TrialRecord],
+    metric: &str,
+) -> Result<()> {
+    let text = trials_csv(space, trials, metric)?;
     write_atomic(&folder.join("trials.csv"), text.as_bytes())?;
 
     if let Some(best) = best_trial(trials) {
@@ -195,54 +217,28 @@ async fn run_and_collect(
         .job(folder, &merged, action, resume, splits, None)
         .map_err(|e| format!("{e:#}"))?;
     let mut per_fold: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
-    let log = folder.join("logs/worker_stderr.log");
-    let collect = |event: &Event| {
-        if let Event::Evaluation {
-            fold,
-            split,
-            metrics,
-            ..
-        } = event
-        {
-            if split == "test" {
-                let m = metrics
-                    .iter()
-                    .filter_map(|(k, v)| v.as_f64().map(|x| (k.clone(), x)))
-                    .collect();
-                per_fold.insert(fold.clone(), m);
+    let spec = study.spec(folder, job, 1);
+    let handle = study.executor.start(&spec).map_err(|e| e.to_string())?;
+    handle
+        .wait(|event| {
+            if let Event::Evaluation {
+                fold,
+                split,
+                metrics,
+                ..
+            } = event
+            {
+                if split == "test" {
+                    let m = metrics
+                        .iter()
+                        .filter_map(|(k, v)| v.as_f64().map(|x| (k.clone(), x)))
+                        .collect();
+                    per_fold.insert(fold.clone(), m);
+                }
             }
-        }
-    };
-    match study.slurm_executor().map_err(|e| format!("{e:#}"))? {
-        // On Slurm each evaluation and reproduction is a batch job of its own.
-        Some(exec) => {
-            let request = crate::slurm::JobRequest {
-                folder: folder.to_path_buf(),
-                job,
-                worker: study.worker.clone(),
-                // `<folder>-evaluate`, `<folder>-train`: told apart from the trial's own job.
-                name: format!(
-                    "{}-{}",
-                    folder
-                        .file_name()
-                        .map_or("metricbench".into(), |n| n.to_string_lossy()),
-                    serde_json::to_value(action)
-                        .ok()
-                        .and_then(|v| v.as_str().map(String::from))
-                        .unwrap_or_default()
-                ),
-            };
-            let id = exec.submit(&request).await.map_err(|e| e.to_string())?;
-            exec.follow(id, folder, None, collect)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        None => {
-            executor::run_job(&study.worker, &job, 1, &log, None, collect)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-    }
+        })
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(per_fold)
 }
 
@@ -548,5 +544,47 @@ mod tests {
         let h = t_interval_95(&[1.0, 2.0, 3.0]).unwrap();
         assert!((h - 2.484_137_711_843_753).abs() < 1e-9, "{h}");
         assert_eq!(t_interval_95(&[1.0]), None);
+    }
+
+    #[test]
+    fn trials_csv_cells_with_commas_quotes_and_newlines_round_trip() {
+        let config: serde_yaml::Mapping =
+            serde_yaml::from_str("{lr~LOG_BAYESIAN~: [0.001, 1], note~CHOICE~: [plain, other]}")
+                .unwrap();
+        let space = SearchSpace::from_config(&config).unwrap();
+        // A choice's value is any YAML scalar, so a string parameter can hold CSV's special
+        // characters; so can an error message.
+        let tricky = "a, \"b\"\nc";
+        let record = TrialRecord {
+            index: 0,
+            name: "s0".into(),
+            state: TrialState::Failed,
+            parameters: serde_json::from_value(json!({"lr": 0.01, "note": tricky})).unwrap(),
+            objective_mean: None,
+            objective_sem: None,
+            fold_metrics: None,
+            started_at: Some("2026-01-01T00:00:00Z".into()),
+            finished_at: None,
+            duration_s: Some(1.5),
+            worker_host: Some("host".into()),
+            exit_status: None,
+            error: Some("worker `x, y` said \"no\"\nsecond line, too".into()),
+            attempts: 1,
+            job_id: Some("4711".into()),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let metric = "precision_at_1";
+        write_trial_files(dir.path(), &space, std::slice::from_ref(&record), metric).unwrap();
+        let rows = read_csv_rows(&dir.path().join("trials.csv")).unwrap();
+        assert_eq!(rows.len(), 1);
+        let row = &rows[0];
+        assert_eq!(row["note"], tricky);
+        assert_eq!(row["error"], record.error.clone().unwrap());
+        assert_eq!(row["lr"], "0.01");
+        assert_eq!(row["state"], "failed");
+        assert_eq!(row[metric], "");
+        assert_eq!(row["duration_s"], "1.5");
+        let header: Vec<&String> = rows[0].keys().collect();
+        assert_eq!(header.len(), 13, "{header:?}");
     }
 }
