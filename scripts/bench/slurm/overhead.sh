@@ -20,7 +20,7 @@ WORKER="$PWD/scripts/examples/python_worker.py"
 
 run() { # executor
     local exe="$1" log="$WORK/$1.times"
-    # The wrapper appends "<folder> <start> <end>" around the worker (stdin/stdout pass through).
+    # The wrapper appends "<cwd> <start> <end>" around the worker (stdin/stdout pass through).
     local wrapper="[sh, -c, 'f=\$(pwd); s=\$(date +%s.%N); python3 $WORKER; rc=\$?; echo \"\$f \$s \$(date +%s.%N)\" >> $log; exit \$rc']"
     "$BIN" tune --executor "$exe" --experiment_name "bench_$exe" --root_experiment_folder "$WORK" \
         --worker_command "$wrapper" --example_parameters "{x~BAYESIAN~: [0, 1]}" \
@@ -33,13 +33,15 @@ summarise() { # executor
     python3 - "$WORK/bench_$1/study.db" "$WORK/$1.times" "$1" <<'PY'
 import sqlite3, statistics, sys
 db, times, name = sys.argv[1:]
-own = {}
-for line in open(times):
-    folder, start, end = line.split()
-    own[folder.rstrip("/").split("/")[-1]] = float(end) - float(start)
-rows = sqlite3.connect(db).execute("SELECT name, duration_s FROM trials WHERE state = 'completed'").fetchall()
-over = sorted(d - own[n] for n, d in rows if n in own)
-print(f"{name}: {len(over)} trials, worker {statistics.median(own.values()):.3f} s, "
+# --parallel 1: the workers' lines and the trials come in the same order.
+own = [float(e) - float(s) for _, s, e in (l.split() for l in open(times))]
+rows = sqlite3.connect(db).execute(
+    "SELECT duration_s FROM trials WHERE state = 'completed' ORDER BY started_at").fetchall()
+# The best trial's test evaluations come after the search: its first lines are the trials'.
+assert len(own) >= len(rows), (len(rows), len(own))
+own = own[: len(rows)]
+over = sorted(d - w for (d,), w in zip(rows, own))
+print(f"{name}: {len(over)} trials, worker {statistics.median(own):.3f} s, "
       f"overhead median {statistics.median(over):.3f} s (min {over[0]:.3f}, max {over[-1]:.3f})")
 PY
 }
