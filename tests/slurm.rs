@@ -599,3 +599,64 @@ fn slurm_refusals_and_lost_jobs_become_clear_failed_trials() {
         },
     );
 }
+
+#[test]
+fn ctrl_c_cancels_the_running_jobs_and_the_next_run_resubmits_them() {
+    let Some(_cluster) = cluster("ctrl_c_cancels_the_running_jobs") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("ctrlc");
+    let extra = [
+        "--bayes_opt_iters",
+        "2",
+        "--parallel",
+        "2",
+        "--num_epochs_train",
+        "3",
+        "--example_seconds_per_epoch",
+        "1",
+    ];
+    let study = dir.path().join(&name);
+    let child = tune_command(dir.path(), &name, &extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("two running jobs", Duration::from_secs(120), || {
+        trial_jobs(&name)
+            .iter()
+            .filter(|(_, _, s)| s == "RUNNING")
+            .count()
+            == 2
+    });
+    // SAFETY: kill(2) on the child's pid, which it still is (not yet waited for).
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
+    assert!(
+        all.contains("interrupted: the running trials' slurm jobs were cancelled"),
+        "{all}"
+    );
+    wait_for("both jobs cancelled", Duration::from_secs(30), || {
+        trial_jobs(&name)
+            .iter()
+            .filter(|(_, _, s)| s == "CANCELLED")
+            .count()
+            == 2
+    });
+    // The trials are not failed: the next run submits them again.
+    for t in trials(&study) {
+        assert_eq!(t.state, TrialState::Running, "{t:?}");
+        assert!(t.job_id.is_none(), "{t:?}");
+    }
+    succeeds(&mut tune_command(dir.path(), &name, &extra));
+    let after = trials(&study);
+    assert_eq!(after.len(), 2);
+    for t in &after {
+        assert_eq!(t.state, TrialState::Completed, "{t:?}");
+        assert_eq!(t.attempts, 2, "{t:?}");
+    }
+    assert_eq!(trial_jobs(&name).len(), 4);
+}
