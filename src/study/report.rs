@@ -584,7 +584,8 @@ mod tests {
         assert_eq!(row["state"], "failed");
         assert_eq!(row[metric], "");
         assert_eq!(row["duration_s"], "1.5");
+        assert_eq!(row["job_id"], "4711");
         let header: Vec<&String> = rows[0].keys().collect();
-        assert_eq!(header.len(), 13, "{header:?}");
+        assert_eq!(header.len(), 14, "{header:?}");
     }
 }
