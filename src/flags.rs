@@ -128,8 +128,8 @@ pub const FLAGS: &[Flag] = &[
         "trials run at once"),
     flag("trial_timeout", "SECS", None, Group::Execution, TUNE,
         "kill and fail a trial running longer [default: no limit]"),
-    flag("executor", "local", Some("local"), Group::Execution, TUNE,
-        "where trials run"),
+    flag("executor", "local|slurm", Some("local"), Group::Execution, TUNE,
+        "where trials run (slurm: one batch job per trial; docs/slurm.md)"),
 ];
 
 /// The row of `name` (or of one of its aliases).

@@ -13,6 +13,7 @@ pub mod report;
 pub mod report_command;
 pub mod run;
 pub mod search_space;
+pub mod slurm;
 pub mod study;
 pub mod tensorboard;
 

@@ -119,6 +119,12 @@ enum Commands {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
         args: Vec<String>,
     },
+    /// Inside a Slurm job: runs the worker with its job and events in files (see docs/slurm.md).
+    #[command(name = "slurm-job", hide = true)]
+    SlurmJob {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
 }
 
 /// The registry lives in the worker (the coordinator has no libtorch): run it and pass its
@@ -212,6 +218,7 @@ fn main() -> ExitCode {
         }
         Commands::Components { format } => components(&format).map(|_| ExitCode::SUCCESS),
         Commands::EvalEmbeddings { args } => eval_embeddings(&args),
+        Commands::SlurmJob { args } => Ok(metricbench::slurm::adapter::main(&args)),
     };
     match result {
         Ok(code) => code,

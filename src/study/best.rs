@@ -185,6 +185,7 @@ mod tests {
             exit_status: None,
             error: None,
             attempts: 1,
+            job_id: None,
         }
     }
 

@@ -2,7 +2,7 @@
 //! frozen configs and store, and the preparation of each trial's folder and job.
 
 use super::storage::{self, StudyStore, TrialRecord};
-use super::tune_args::{show_flag, TuneArgs};
+use super::tune_args::{show_flag, ExecutorKind, TuneArgs};
 use crate::cli_values::CliValue;
 use crate::config::{self, Merged};
 use crate::executor::{self, Executor, JobSpec, LocalExecutor};
@@ -328,9 +328,23 @@ impl Study {
         save_flags(&store, &args.flags)?;
         let iterations = args.require_iterations()?;
         let combined = merged.combined();
-        let executor = Box::new(LocalExecutor::new(executor::worker_argv(
-            combined.get("worker_command"),
-        )?));
+        let worker = executor::worker_argv(combined.get("worker_command"))?;
+        let kind = match (args.executor, combined.get("executor")) {
+            (Some(kind), _) => kind,
+            (None, None | Some(Value::Null)) => ExecutorKind::Local,
+            (None, Some(Value::String(s))) => ExecutorKind::parse(s, "the config's executor")?,
+            (None, Some(other)) => bail!(
+                "the config's executor must be `local` or `slurm`, not {}",
+                config::kind_name(other)
+            ),
+        };
+        let executor: Box<dyn Executor> = match kind {
+            ExecutorKind::Local => Box::new(LocalExecutor::new(worker)),
+            ExecutorKind::Slurm => Box::new(crate::slurm::SlurmExecutor::new(
+                crate::slurm::SlurmSettings::from_config(combined.get("slurm"))?,
+                worker,
+            )?),
+        };
         let study = Study {
             primary_metric: primary_metric(&combined),
             splits_to_eval: crate::run::splits_to_eval(&combined)?,

@@ -521,6 +521,7 @@ mod tests {
                     exit_status: None,
                     error: None,
                     attempts: 1,
+                    job_id: None,
                 }
             })
             .collect()

@@ -74,6 +74,7 @@ fn trials_csv_header(space: &SearchSpace, metric: &str) -> Vec<String> {
             "duration_s",
             "attempts",
             "worker_host",
+            "job_id",
             "error",
         ]
         .map(String::from),
@@ -101,6 +102,7 @@ fn trials_csv_row(space: &SearchSpace, t: &TrialRecord) -> Vec<String> {
     row.push(opt(t.duration_s));
     row.push(t.attempts.to_string());
     row.push(t.worker_host.clone().unwrap_or_default());
+    row.push(t.job_id.clone().unwrap_or_default());
     row.push(t.error.clone().unwrap_or_default());
     row
 }
@@ -575,6 +577,7 @@ mod tests {
             exit_status: None,
             error: Some("worker `x, y` said \"no\"\nsecond line, too".into()),
             attempts: 1,
+            job_id: Some("4711".into()),
         };
         let dir = tempfile::tempdir().unwrap();
         let metric = "precision_at_1";
@@ -595,7 +598,8 @@ mod tests {
         assert_eq!(row["state"], "failed");
         assert_eq!(row[metric], "");
         assert_eq!(row["duration_s"], "1.5");
+        assert_eq!(row["job_id"], "4711");
         let header: Vec<&String> = rows[0].keys().collect();
-        assert_eq!(header.len(), 13, "{header:?}");
+        assert_eq!(header.len(), 14, "{header:?}");
     }
 }

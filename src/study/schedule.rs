@@ -126,6 +126,7 @@ impl Schedule {
                     exit_status: None,
                     error: None,
                     attempts: 0,
+                    job_id: None,
                 },
                 fresh: true,
             });

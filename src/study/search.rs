@@ -10,8 +10,9 @@ use super::folder::{hostname, Study};
 use super::progress::StudyProgress;
 use super::report;
 use super::schedule::{Schedule, TrialStart};
+use super::storage::TrialRecord;
 use crate::executor::{JobHandle, JobOutcome};
-use crate::protocol::Event;
+use crate::protocol::{Action, Event};
 use anyhow::{anyhow, bail, Result};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -57,6 +58,33 @@ async fn supervise(
     (index, handle.outcome().await.map_err(|e| e.to_string()))
 }
 
+/// Resolves on Ctrl-C when `enabled`; never otherwise, so local workers keep the default (they die
+/// with the coordinator and are resumed next time).
+async fn interrupted(enabled: bool) {
+    if !enabled || tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The handle of an interrupted trial's job still known to the executor, if any. Only the trial
+/// folder matters to a re-attach, so the job line is built without touching the folder.
+fn reattach(study: &Study, record: &TrialRecord, fresh: bool) -> Result<Option<JobHandle>> {
+    let Some(job_id) = record.job_id.as_deref().filter(|_| !fresh) else {
+        return Ok(None);
+    };
+    let folder = study.trial_folder(&record.name);
+    let job = study.job(
+        &folder,
+        &study.merged,
+        Action::Train,
+        None,
+        study.splits_to_eval.clone(),
+        Some(record),
+    )?;
+    let spec = study.spec(&folder, job, study.args.parallel);
+    Ok(study.executor.reattach(job_id, &spec).unwrap_or(None))
+}
+
 pub async fn search(study: &Study) -> Result<()> {
     let args = &study.args;
     let store = &study.store;
@@ -86,6 +114,26 @@ pub async fn search(study: &Study) -> Result<()> {
             .map(|r| r.record.parameters.clone())
             .collect();
         for TrialStart { record, fresh } in schedule.next(study, free, pending)? {
+            // A trial whose job an earlier coordinator started and that outlives it (Slurm):
+            // follow that job again instead of starting a duplicate.
+            if let Some(handle) = reattach(study, &record, fresh)? {
+                let control = handle.control();
+                let id = handle.job_id().unwrap_or_default().to_string();
+                jobs.spawn(supervise(
+                    handle,
+                    record.index,
+                    args.trial_timeout,
+                    events_tx.clone(),
+                ));
+                progress.say(format!(
+                    "trial {} re-attached to {} job {id}",
+                    record.index,
+                    study.executor.name()
+                ));
+                let line = progress.trial_line(record.index);
+                running.insert(record.index, RunningTrial::new(record, control, line));
+                continue;
+            }
             let job = match study.prepare_trial(&record, fresh) {
                 Ok(job) => job,
                 Err(e) => {
@@ -106,6 +154,9 @@ pub async fn search(study: &Study) -> Result<()> {
                 .executor
                 .start(&spec)
                 .unwrap_or_else(JobHandle::failed);
+            // Recorded before anything else happens, so a coordinator killed from now on
+            // re-attaches to the job instead of starting the trial again.
+            store.set_job_id(record.index, handle.job_id())?;
             let control = handle.control();
             jobs.spawn(supervise(
                 handle,
@@ -130,6 +181,25 @@ pub async fn search(study: &Study) -> Result<()> {
                 if let Some(r) = running.get_mut(&index) {
                     r.handle(study, &event)?;
                 }
+            }
+            () = interrupted(study.executor.name() == "slurm") => {
+                // Jobs outside this machine would outlive the coordinator: end them. Their trials
+                // forget the job ids, so the next run starts them again (from their checkpoints)
+                // rather than reporting the cancelled jobs as failures.
+                for (index, r) in &running {
+                    store.set_job_id(*index, None)?;
+                    r.control.kill();
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(10), async {
+                    while jobs.join_next().await.is_some() {}
+                })
+                .await;
+                progress.finish();
+                bail!(
+                    "interrupted: the running trials' {} jobs were cancelled; run the same \
+                     command again to continue the study",
+                    study.executor.name()
+                );
             }
             Some(joined) = jobs.join_next() => {
                 let (index, outcome) = joined.map_err(|e| anyhow!("a trial task failed: {e}"))?;

@@ -70,6 +70,9 @@ pub struct TrialRecord {
     pub error: Option<String>,
     /// How many times the trial was started (1 + resumes after a crash).
     pub attempts: u32,
+    /// The batch system's id of the trial's current job (`--executor slurm`), kept so a restarted
+    /// coordinator re-attaches to it instead of submitting the trial again.
+    pub job_id: Option<String>,
 }
 
 /// How a trial ended (see [`StudyStore::finish`]).
@@ -159,6 +162,14 @@ impl StudyStore {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)
             .with_context(|| format!("{} is not a metricbench study store", path.display()))?;
+        // Stores written before jobs had ids gain the column (NULL for their trials).
+        let has_job_id = conn
+            .prepare("SELECT 1 FROM pragma_table_info('trials') WHERE name = 'job_id'")?
+            .exists([])?;
+        if !has_job_id {
+            conn.execute("ALTER TABLE trials ADD COLUMN job_id TEXT", [])
+                .with_context(|| format!("cannot add the job_id column to {}", path.display()))?;
+        }
         Ok(StudyStore { conn })
     }
 
@@ -202,6 +213,15 @@ impl StudyStore {
             "UPDATE trials SET state = 'running', started_at = ?2, worker_host = ?3,
              attempts = attempts + 1, error = NULL WHERE trial_index = ?1",
             params![index as i64, now(), host],
+        )?;
+        Ok(())
+    }
+
+    /// Records (or, with `None`, forgets) the id of the job running a trial.
+    pub fn set_job_id(&self, index: u64, job_id: Option<&str>) -> Result<()> {
+        self.conn.execute(
+            "UPDATE trials SET job_id = ?2 WHERE trial_index = ?1",
+            params![index as i64, job_id],
         )?;
         Ok(())
     }
@@ -274,7 +294,7 @@ impl StudyStore {
     pub fn trials(&self) -> Result<Vec<TrialRecord>> {
         let mut stmt = self.conn.prepare(
             "SELECT trial_index, name, state, parameters, objective_mean, objective_sem, fold_metrics,
-                    started_at, finished_at, duration_s, worker_host, exit_status, error, attempts
+                    started_at, finished_at, duration_s, worker_host, exit_status, error, attempts, job_id
              FROM trials ORDER BY trial_index",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -293,6 +313,7 @@ impl StudyStore {
                 r.get::<_, Option<String>>(11)?,
                 r.get::<_, Option<String>>(12)?,
                 r.get::<_, i64>(13)?,
+                r.get::<_, Option<String>>(14)?,
             ))
         })?;
         let mut out = Vec::new();
@@ -312,6 +333,7 @@ impl StudyStore {
                 exit,
                 error,
                 attempts,
+                job_id,
             ) = row?;
             out.push(TrialRecord {
                 index: index as u64,
@@ -329,6 +351,7 @@ impl StudyStore {
                 exit_status: exit,
                 error,
                 attempts: attempts as u32,
+                job_id,
             });
         }
         Ok(out)

@@ -38,6 +38,27 @@ pub struct TuneArgs {
     /// Successful trials from the Sobol design before the model proposes (`--initial_trials N`);
     /// `None`: max(5, number of parameters).
     pub initial_trials: Option<usize>,
+    /// `--executor local|slurm`; when absent, the config's `executor` key, else local.
+    pub executor: Option<ExecutorKind>,
+}
+
+/// Where a study's jobs run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutorKind {
+    /// Worker processes on this machine (the default).
+    Local,
+    /// One Slurm batch job per trial, test evaluation and reproduction.
+    Slurm,
+}
+
+impl ExecutorKind {
+    pub fn parse(text: &str, origin: &str) -> Result<ExecutorKind> {
+        match text {
+            "local" => Ok(ExecutorKind::Local),
+            "slurm" => Ok(ExecutorKind::Slurm),
+            other => bail!("{origin} `{other}` is not an executor; use `local` or `slurm`"),
+        }
+    }
 }
 
 /// The main name of a flag with an alias.
@@ -105,6 +126,7 @@ impl TuneArgs {
         let mut trial_timeout = None;
         let mut best_trial_by = None;
         let mut initial_trials = None;
+        let mut executor = None;
         for cv in &flags {
             match cv.key.as_str() {
                 "bayes_opt_iters" => iterations = Some(positive_int(cv)?),
@@ -122,12 +144,7 @@ impl TuneArgs {
                 }
                 "best_trial_by" => best_trial_by = Some(BestTrialRule::parse(&as_string(cv)?)?),
                 "initial_trials" => initial_trials = Some(positive_int(cv)? as usize),
-                "executor" => match as_string(cv)?.as_str() {
-                    "local" => {}
-                    other => {
-                        bail!("--executor `{other}` is not available in this version; use `local`")
-                    }
-                },
+                "executor" => executor = Some(ExecutorKind::parse(&as_string(cv)?, "--executor")?),
                 other => bail!("--{other} cannot be used with `metricbench tune`"),
             }
         }
@@ -145,6 +162,7 @@ impl TuneArgs {
             flags,
             best_trial_by,
             initial_trials,
+            executor,
         })
     }
 
