@@ -251,6 +251,8 @@ fn escape(s: &str) -> String {
 }
 
 /// Writes the figures (`<name>.svg` and `<name>.png`) and `report.html` into the study folder.
+// The report draws on every part of a study's state; a struct would only rename these arguments.
+#[allow(clippy::too_many_arguments)]
 pub fn write_html_report(
     folder: &Path,
     name: &str,
@@ -292,7 +294,7 @@ pub fn write_html_report(
                 &insights::importance_chart(space, &imp)?,
             )?);
             if let Some(best) = best.map(|choice| &choice.trial) {
-                if let Some(svg) = insights::contour_chart(space, &imp, trials, &best, metric)? {
+                if let Some(svg) = insights::contour_chart(space, &imp, trials, best, metric)? {
                     insight_html.push_str(
                         "<h2>GP posterior mean over the two most important parameters</h2>\n<p>The \
                          other parameters at the best trial's values; circles: evaluated trials \
