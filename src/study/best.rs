@@ -9,9 +9,8 @@
 //! otherwise (one fold, workers that send no SEM) it is the highest observed mean.
 //! `--best_trial_by model|observed` forces either rule.
 
-use super::folder::Study;
 use super::sampler::Sampler;
-use super::storage::{TrialRecord, TrialState};
+use super::storage::{StudyStore, TrialRecord, TrialState};
 use crate::search_space::SearchSpace;
 use anyhow::{bail, Result};
 
@@ -55,11 +54,14 @@ pub const RULE_META_KEY: &str = "best_trial_by";
 
 /// The study's rule: `--best_trial_by` if given, else the one a previous run of the study was
 /// given (remembered in study.db), else `None` (the default for the trials).
-pub fn study_rule(study: &Study) -> Result<Option<BestTrialRule>> {
-    if let Some(rule) = study.args.best_trial_by {
+pub fn study_rule(
+    given: Option<BestTrialRule>,
+    store: &StudyStore,
+) -> Result<Option<BestTrialRule>> {
+    if let Some(rule) = given {
         return Ok(Some(rule));
     }
-    match study.store.get_meta(RULE_META_KEY)? {
+    match store.get_meta(RULE_META_KEY)? {
         Some(text) => Ok(Some(BestTrialRule::parse(&text)?)),
         None => Ok(None),
     }

@@ -121,7 +121,7 @@ pub fn tune(args: TuneArgs) -> Result<StudySummary> {
     let best = best::choose(
         &study.space,
         &trials,
-        best::study_rule(&study)?,
+        best::study_rule(study.args.best_trial_by, &study.store)?,
         study.seed(),
     )?;
     report::write_trial_files(&study.folder, &study.space, &trials, &metric, best.as_ref())?;

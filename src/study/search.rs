@@ -230,7 +230,7 @@ pub async fn search(study: &Study) -> Result<()> {
                 if last_files_write.elapsed() >= Duration::from_secs(1) {
                     let trials = store.trials()?;
                     let best =
-                        best::choose(&study.space, &trials, best::study_rule(study)?, study.seed())?;
+                        best::choose(&study.space, &trials, best::study_rule(study.args.best_trial_by, &study.store)?, study.seed())?;
                     report::write_trial_files(
                         &study.folder,
                         &study.space,

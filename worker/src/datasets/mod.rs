@@ -5,6 +5,8 @@
 pub mod cars196;
 pub mod cub200;
 pub mod download;
+#[cfg(test)]
+mod download_tests;
 mod features;
 mod image_dataset;
 mod image_folder;
