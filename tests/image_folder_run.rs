@@ -83,7 +83,8 @@ fn text(out: &Output) -> String {
 #[test]
 fn run_trains_on_an_image_folder() {
     let data = tempfile::tempdir().unwrap();
-    image_folder(data.path(), 8, 10);
+    // 16 classes: 8 for test, and 2 in each of the 4 cross-validation partitions.
+    image_folder(data.path(), 16, 6);
     let experiments = tempfile::tempdir().unwrap();
     let out = run(
         experiments.path(),
@@ -92,9 +93,12 @@ fn run_trains_on_an_image_folder() {
     );
     let all = text(&out);
     assert!(out.status.success(), "{all}");
+    // The worker's log (its stderr) opens with the dataset's summary.
+    let log = std::fs::read_to_string(experiments.path().join("images/logs/worker_stderr.log"))
+        .unwrap_or_default();
     assert!(
-        all.contains("ImageFolder: 80 images, 8 classes (smallest: label 0 with 10 images, largest: label 0 with 10 images); 16x16 inputs in the imagenet convention"),
-        "{all}"
+        log.contains("ImageFolder: 96 images, 16 classes (smallest: label 0 with 6 images, largest: label 0 with 6 images); 16x16 inputs in the imagenet convention"),
+        "{log}"
     );
     assert!(all.contains("epoch 2 val:"), "{all}");
     assert!(
