@@ -75,10 +75,14 @@ SlurmctldLogFile=$DIR/log/slurmctld.log
 SlurmdLogFile=$DIR/log/slurmd.log
 SlurmctldPort=6817
 SlurmdPort=6818
-# No cgroups inside containers: plain process tracking, no task confinement, no accounting.
+# No cgroups inside containers: plain process tracking, no task confinement, no accounting
+# database. Memory is still enforced: slurmd samples each step's memory every second and kills a
+# step over its --mem (the job ends OUT_OF_MEMORY), as cgroups would on a real cluster.
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
+JobAcctGatherType=jobacct_gather/linux
+JobAcctGatherParams=OverMemoryKill
+JobAcctGatherFrequency=task=1
 AccountingStorageType=accounting_storage/none
 SchedulerType=sched/backfill
 SelectType=select/cons_tres

@@ -374,6 +374,81 @@ fn a_killed_coordinator_re_attaches_to_its_jobs_instead_of_submitting_again() {
 }
 
 #[test]
+fn a_coordinator_killed_before_recording_a_job_id_adopts_that_job() {
+    let Some(_cluster) = cluster("a_coordinator_killed_before_recording_a_job_id") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("window");
+    let extra = [
+        "--bayes_opt_iters",
+        "2",
+        "--num_epochs_train",
+        "4",
+        "--example_seconds_per_epoch",
+        "1",
+    ];
+    let study = dir.path().join(&name);
+    // Dies right after sbatch answered, before the id reaches study.db (the narrowest window).
+    let all = fails(
+        tune_command(dir.path(), &name, &extra).env("METRICBENCH_TEST_ABORT_AFTER_SBATCH", "1"),
+    );
+    assert!(all.contains("aborting after submitting job"), "{all}");
+    let before = trials(&study);
+    assert_eq!(before.len(), 1, "{before:?}");
+    assert_eq!(before[0].state, TrialState::Running);
+    assert!(before[0].job_id.is_none(), "{before:?}");
+    let orphan = trial_jobs(&name);
+    assert_eq!(orphan.len(), 1, "{orphan:?}");
+
+    let all = succeeds(&mut tune_command(dir.path(), &name, &extra));
+    assert!(
+        all.contains(&format!("re-attached to slurm job {}", orphan[0].0)),
+        "{all}"
+    );
+    let after = trials(&study);
+    assert_eq!(after.len(), 2);
+    for t in &after {
+        assert_eq!(t.state, TrialState::Completed, "{t:?}");
+        assert_eq!(t.attempts, 1, "{t:?}");
+    }
+    assert_eq!(after[0].job_id, Some(orphan[0].0.to_string()));
+    // The orphan was followed, not joined by a second job in its folder.
+    let jobs = trial_jobs(&name);
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+}
+
+#[test]
+fn a_job_over_its_memory_is_killed_and_its_trial_fails_saying_so() {
+    let Some(_cluster) = cluster("a_job_over_its_memory_is_killed") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("oom");
+    let all = succeeds(tune_command(
+        dir.path(),
+        &name,
+        &[
+            "--bayes_opt_iters",
+            "2",
+            "--num_epochs_train",
+            "1",
+            "--example_behaviour_by_trial",
+            "{0: oom}",
+            "--slurm",
+            "{mem: 300M}",
+        ],
+    ));
+    let t = trials(&dir.path().join(&name));
+    assert_eq!(t.len(), 2, "{all}");
+    assert_eq!(t[0].state, TrialState::Failed, "{all}");
+    let e = t[0].error.clone().unwrap();
+    assert!(e.contains("OUT_OF_MEMORY"), "{e}");
+    assert_eq!(t[0].attempts, 1);
+    assert_eq!(t[1].state, TrialState::Completed, "{all}");
+}
+
+#[test]
 fn gpu_jobs_see_their_cuda_visible_devices() {
     let Some(_cluster) = cluster("gpu_jobs_see_their_cuda_visible_devices") else {
         return;

@@ -22,7 +22,8 @@ training; the noise-free score is written to `python_worker_result.json` as `tru
 
 For testing the coordinator's failure handling, `example_behaviour` may be `crash` (exit 3 before any
 result), `garbage` (print a non-JSON line), `hang` (sleep forever), `nan` (report a NaN objective),
-`error` (report an error event), or `normal`; `example_behaviour_by_trial: {3: crash}` sets it for
+`error` (report an error event), `oom` (allocate memory until something stops it, 64 MB at a time),
+or `normal`; `example_behaviour_by_trial: {3: crash}` sets it for
 one trial index of a study. `example_run_log: PATH` appends `start <folder>` / `done <folder>`
 lines, so tests can count how often each trial ran. `example_objective_metric: NAME` reports the
 objective under its own name (as a plugin with a metric of its own would) instead of the config's
@@ -110,6 +111,13 @@ def main():
         print("this is not JSON", flush=True)
     if behaviour == "hang":
         time.sleep(10**6)
+    if behaviour == "oom":
+        log("allocating memory until stopped (example_behaviour: oom)")
+        hoard = []
+        while True:
+            # bytearray(n) is zero-filled, so the pages are really touched and counted as RSS.
+            hoard.append(bytearray(64 << 20))
+            time.sleep(0.05)
     if behaviour == "error":
         emit("error", kind="config", message="failing on purpose (example_behaviour: error)")
         return 1

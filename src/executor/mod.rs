@@ -61,6 +61,17 @@ pub trait Executor: Send + Sync {
     ) -> std::result::Result<Option<JobHandle>, JobFailure> {
         Ok(None)
     }
+
+    /// Finds a job an earlier coordinator submitted for `spec.folder` but died before recording
+    /// (killed between the scheduler's answer and the study's write of the id). `Ok(None)`: there
+    /// is none (always so for executors whose jobs die with the coordinator). Following it instead
+    /// of starting the trial again keeps two jobs from ever working in one folder.
+    fn adopt_unrecorded(
+        &self,
+        _spec: &JobSpec,
+    ) -> std::result::Result<Option<JobHandle>, JobFailure> {
+        Ok(None)
+    }
 }
 
 /// Name of the Rust worker binary, found next to the coordinator's own executable.

@@ -163,6 +163,50 @@ pub fn parse_queue(text: &str) -> HashMap<JobId, QueueEntry> {
         .collect()
 }
 
+/// A job found by name: its id, state and working directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedJob {
+    pub id: JobId,
+    pub state: String,
+    pub work_dir: String,
+}
+
+/// Every job Slurm still knows under `name` (any user's, any state), with ONE `squeue` call.
+/// Blocking: asked once per interrupted trial when a study resumes.
+pub fn jobs_named(name: &str) -> Result<Vec<NamedJob>, String> {
+    let args = vec![
+        "--noheader".to_string(),
+        "--states=all".to_string(),
+        format!("--name={name}"),
+        "--format=%i|%T|%Z".to_string(),
+    ];
+    let out = std::process::Command::new("squeue")
+        .args(&args)
+        .output()
+        .map_err(|e| not_started("squeue", e))?;
+    if !out.status.success() {
+        return Err(quoted_failure("squeue", &args, &out));
+    }
+    Ok(parse_named(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Lines `ID|STATE|WORKDIR` (a work dir may itself contain `|`; array ids are skipped).
+pub fn parse_named(text: &str) -> Vec<NamedJob> {
+    text.lines()
+        .filter_map(|line| {
+            let mut parts = line.trim().splitn(3, '|');
+            let id = parts.next()?.trim().parse().ok()?;
+            let state = parts.next()?.trim().to_string();
+            let work_dir = parts.next().unwrap_or("").trim().to_string();
+            Some(NamedJob {
+                id,
+                state,
+                work_dir,
+            })
+        })
+        .collect()
+}
+
 /// What `scontrol show job` says about a job.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct JobDetails {
@@ -218,6 +262,19 @@ pub fn parse_details(text: &str) -> JobDetails {
     d
 }
 
+/// `scancel ID`, blocking (for the executor's synchronous calls).
+pub fn cancel_now(id: JobId) -> Result<(), String> {
+    let args = vec![id.to_string()];
+    let out = std::process::Command::new("scancel")
+        .args(&args)
+        .output()
+        .map_err(|e| not_started("scancel", e))?;
+    if !out.status.success() {
+        return Err(quoted_failure("scancel", &args, &out));
+    }
+    Ok(())
+}
+
 /// `scancel ID` (SIGKILL after Slurm's grace period) or, with `signal`, `scancel --signal=SIG ID`
 /// (the job keeps running unless the signal ends it).
 pub async fn cancel(id: JobId, signal: Option<&str>) -> Result<(), String> {
@@ -249,6 +306,10 @@ mod tests {
         assert_eq!(q[&6].reason, "Resources");
         assert!(!is_active_state("CANCELLED"));
         assert!(!is_active_state("OUT_OF_MEMORY"));
+        let named = parse_named("9|RUNNING|/s/study0\n10|CANCELLED|/a|b\n3_1|RUNNING|/x\n");
+        assert_eq!(named.len(), 2);
+        assert_eq!(named[1].work_dir, "/a|b");
+        assert_eq!(named[0].id, 9);
     }
 
     #[test]

@@ -97,10 +97,13 @@ impl SlurmExecutor {
 
     /// The full `sbatch` argv (after `--parsable`) for a job.
     pub fn sbatch_args(&self, spec: &JobSpec, files: &JobFiles) -> Vec<String> {
+        // Absolute, so the job's working directory in `squeue` identifies the folder exactly
+        // (`adopt_unrecorded` compares them).
+        let folder = std::path::absolute(&spec.folder).unwrap_or_else(|_| spec.folder.clone());
         let mut args = vec![
             format!("--job-name={}", job_name(spec)),
             format!("--output={}", files.output_pattern().display()),
-            format!("--chdir={}", spec.folder.display()),
+            format!("--chdir={}", folder.display()),
         ];
         // The user's resources and extra arguments come last so they win over ours.
         args.extend(self.settings.sbatch_args());
@@ -142,6 +145,12 @@ impl Executor for SlurmExecutor {
             .and_then(|()| write_atomic(&files.script(), SCRIPT.as_bytes()))
             .map_err(|e| broken(format!("{e:#}")))?;
         let id = client::submit(&self.sbatch_args(spec, &files)).map_err(broken)?;
+        // Fault injection for the test suite: dies like `kill -9` in the window between Slurm's
+        // answer and the study's record of the id, which `adopt_unrecorded` must cover.
+        if std::env::var_os("METRICBENCH_TEST_ABORT_AFTER_SBATCH").is_some() {
+            eprintln!("METRICBENCH_TEST_ABORT_AFTER_SBATCH: aborting after submitting job {id}");
+            std::process::abort();
+        }
         Ok(self.handle(id, spec))
     }
 
@@ -151,6 +160,31 @@ impl Executor for SlurmExecutor {
             Ok(id) => Ok(Some(self.handle(id, spec))),
             Err(_) => Ok(None),
         }
+    }
+
+    /// Asks Slurm for jobs named after the folder's job and working in that folder. One still
+    /// queued or running is followed (its files are the ones the dead coordinator wrote); any
+    /// further such job is cancelled, so the folder has one writer.
+    fn adopt_unrecorded(&self, spec: &JobSpec) -> Result<Option<JobHandle>, JobFailure> {
+        let folder = std::path::absolute(&spec.folder).unwrap_or_else(|_| spec.folder.clone());
+        let name = job_name(spec);
+        let found = client::jobs_named(&name).map_err(JobFailure::Broken)?;
+        let mut live: Vec<JobId> = found
+            .iter()
+            // Not COMPLETING: a job on its way out (cancelled by a Ctrl-C'd coordinator, or whose
+            // worker has exited) is not worth following; the trial starts again instead.
+            .filter(|j| matches!(j.state.as_str(), "PENDING" | "CONFIGURING" | "RUNNING"))
+            .filter(|j| Path::new(&j.work_dir) == folder)
+            .map(|j| j.id)
+            .collect();
+        live.sort_unstable();
+        let Some(newest) = live.pop() else {
+            return Ok(None);
+        };
+        for extra in live {
+            client::cancel_now(extra).map_err(JobFailure::Broken)?;
+        }
+        Ok(Some(self.handle(newest, spec)))
     }
 }
 

@@ -66,12 +66,14 @@ async fn interrupted(enabled: bool) {
     }
 }
 
-/// The handle of an interrupted trial's job still known to the executor, if any. Only the trial
-/// folder matters to a re-attach, so the job line is built without touching the folder.
+/// The handle of an interrupted trial's job still known to the executor, if any: by the id the
+/// study recorded, or, when the coordinator died before recording it, the job the executor finds
+/// working in the trial's folder. Only the trial folder matters to a re-attach, so the job line is
+/// built without touching the folder (which a job may still be writing).
 fn reattach(study: &Study, record: &TrialRecord, fresh: bool) -> Result<Option<JobHandle>> {
-    let Some(job_id) = record.job_id.as_deref().filter(|_| !fresh) else {
+    if fresh {
         return Ok(None);
-    };
+    }
     let folder = study.trial_folder(&record.name);
     let job = study.job(
         &folder,
@@ -82,7 +84,11 @@ fn reattach(study: &Study, record: &TrialRecord, fresh: bool) -> Result<Option<J
         Some(record),
     )?;
     let spec = study.spec(&folder, job, study.args.parallel);
-    Ok(study.executor.reattach(job_id, &spec).unwrap_or(None))
+    let found = match record.job_id.as_deref() {
+        Some(job_id) => study.executor.reattach(job_id, &spec),
+        None => study.executor.adopt_unrecorded(&spec),
+    };
+    Ok(found.unwrap_or(None))
 }
 
 pub async fn search(study: &Study) -> Result<()> {
@@ -119,6 +125,8 @@ pub async fn search(study: &Study) -> Result<()> {
             if let Some(handle) = reattach(study, &record, fresh)? {
                 let control = handle.control();
                 let id = handle.job_id().unwrap_or_default().to_string();
+                // An adopted job's id was never written; from now on it is.
+                store.set_job_id(record.index, handle.job_id())?;
                 jobs.spawn(supervise(
                     handle,
                     record.index,
