@@ -425,7 +425,7 @@ fn a_job_over_its_memory_is_killed_and_its_trial_fails_saying_so() {
     };
     let dir = tempfile::tempdir().unwrap();
     let name = unique("oom");
-    let all = succeeds(tune_command(
+    let all = succeeds(&mut tune_command(
         dir.path(),
         &name,
         &[
@@ -443,7 +443,11 @@ fn a_job_over_its_memory_is_killed_and_its_trial_fails_saying_so() {
     assert_eq!(t.len(), 2, "{all}");
     assert_eq!(t[0].state, TrialState::Failed, "{all}");
     let e = t[0].error.clone().unwrap();
-    assert!(e.contains("OUT_OF_MEMORY"), "{e}");
+    assert!(
+        e.contains("out of memory, the job used more than its `mem`"),
+        "{e}"
+    );
+    assert!(e.contains("xceeded job memory limit"), "{e}");
     assert_eq!(t[0].attempts, 1);
     assert_eq!(t[1].state, TrialState::Completed, "{all}");
 }

@@ -205,7 +205,7 @@ fn a_study_finds_the_known_optimum_and_its_files_agree() {
         .output()
         .unwrap();
     assert!(
-        text(&out).contains("nor a study (study.db)"),
+        text(&out).contains("is not a study folder (it has no study.db)"),
         "{}",
         text(&out)
     );

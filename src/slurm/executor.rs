@@ -299,9 +299,10 @@ async fn follow_until_end(
                     events.display()
                 )
             };
+            let tails = tails(id, files);
             let why = format!(
-                "Slurm job {id} ended before its worker finished ({slurm}){hint}{}",
-                tails(id, files)
+                "Slurm job {id} ended before its worker finished ({slurm}){}{hint}{tails}",
+                out_of_memory_note(&slurm, &tails)
             );
             return reader.finish(who, JobExit::Unknown(why), "");
         }
@@ -322,6 +323,22 @@ async fn follow_until_end(
                 }
             },
         }
+    }
+}
+
+/// Says plainly when Slurm killed the job for its memory: with cgroups the state is
+/// OUT_OF_MEMORY; with memory sampling (`OverMemoryKill`) the state is only FAILED or CANCELLED and
+/// slurmstepd's words in the job's output are the evidence.
+fn out_of_memory_note(slurm: &str, tails: &str) -> &'static str {
+    let lower = tails.to_ascii_lowercase();
+    if slurm.contains("OUT_OF_MEMORY")
+        || lower.contains("exceeded job memory limit")
+        || lower.contains("exceeded memory limit")
+        || lower.contains("oom-kill")
+    {
+        ": out of memory, the job used more than its `mem` (raise slurm.mem or lower the batch size)"
+    } else {
+        ""
     }
 }
 
