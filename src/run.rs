@@ -177,6 +177,33 @@ pub fn splits_to_eval(combined: &serde_yaml::Mapping) -> Result<Vec<String>> {
     }
 }
 
+/// Whether `meta_testing_method` asks for the concatenated-embeddings ensemble. The original wrote
+/// it as one name (`ConcatenateEmbeddings`, up to 0.9.24) or as a list of meta testers
+/// (`[meta_SeparateEmbeddings, meta_ConcatenateEmbeddings]`, 0.9.25); `SeparateEmbeddings` (each
+/// fold on its own) is what every evaluation does anyway, and `null` turns the ensemble off.
+pub fn evaluates_ensemble(meta_testing_method: Option<&Value>) -> Result<bool> {
+    const KNOWN: &str =
+        "ConcatenateEmbeddings, meta_ConcatenateEmbeddings, meta_SeparateEmbeddings";
+    let names: Vec<&Value> = match meta_testing_method {
+        None | Some(Value::Null) => return Ok(false),
+        Some(Value::Sequence(items)) => items.iter().collect(),
+        Some(single) => vec![single],
+    };
+    let mut ensemble = false;
+    for name in names {
+        match name.as_str() {
+            Some("ConcatenateEmbeddings" | "meta_ConcatenateEmbeddings") => ensemble = true,
+            Some("SeparateEmbeddings" | "meta_SeparateEmbeddings") => {}
+            _ => bail!(
+                "meta_testing_method: {} is not a meta testing method; give one of {KNOWN}, a \
+                 list of them, or null",
+                serde_yaml::to_string(name).unwrap_or_default().trim()
+            ),
+        }
+    }
+    Ok(ensemble)
+}
+
 /// The job of an action over merged configs.
 fn make_job(
     args: &RunArgs,
@@ -187,6 +214,8 @@ fn make_job(
     extra: Option<(&str, serde_json::Value)>,
 ) -> Result<(Vec<String>, Job)> {
     let combined = merged.combined();
+    // Checked before any job starts, so a misspelt method fails now rather than after training.
+    evaluates_ensemble(combined.get("meta_testing_method"))?;
     let worker = executor::worker_argv(combined.get("worker_command"))?;
     let splits_to_eval = splits_to_eval(&combined)?;
     let mut config_json = config::yaml_to_json(&Value::Mapping(combined))?;
@@ -266,8 +295,7 @@ pub fn run(args: RunArgs) -> Result<JobOutcome> {
                 None,
             )?;
             let outcome = run_job(&args, &folder, &worker, &job)?;
-            let meta = merged.combined();
-            let ensemble = !matches!(meta.get("meta_testing_method"), None | Some(Value::Null));
+            let ensemble = evaluates_ensemble(merged.combined().get("meta_testing_method"))?;
             if ensemble && job.splits_to_eval.iter().any(|s| s == "test") {
                 let (worker, job) = make_job(
                     &args,
@@ -294,6 +322,20 @@ fn reproduce(args: &RunArgs, source: &Path) -> Result<JobOutcome> {
             "--reproduce_results {}: not an experiment folder (no configs/config_general.yaml)",
             source.display()
         );
+    }
+    // 0.9.26 moved the dataset and split keys into config_dataset (split-manager objects), and
+    // 0.9.29 added factories and trainer/tester objects: a format of its own, not read here.
+    for later in ["config_dataset.yaml", "config_factories.yaml"] {
+        let file = source.join("configs").join(later);
+        if file.is_file() {
+            bail!(
+                "--reproduce_results {}: {} was written by powerful-benchmarker 0.9.26 or later, \
+                 whose config format (split managers, factories, trainer and tester objects) \
+                 this tool does not read; it reads the 0.9.13-0.9.25 format (docs/experiments.md)",
+                source.display(),
+                file.display()
+            );
+        }
     }
     let base = experiment::load_base_configs(source)?;
     let mut merged = saved_with_overrides(args, &base)?;
@@ -584,6 +626,35 @@ mod tests {
             .to_string();
         assert!(
             err.contains("--bayes_opt_iters") && err.contains("tune"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn meta_testing_method_in_each_of_the_originals_forms() {
+        let v = |s: &str| -> Value { serde_yaml::from_str(s).unwrap() };
+        for (text, ensemble) in [
+            ("ConcatenateEmbeddings", true),
+            (
+                "[meta_SeparateEmbeddings, meta_ConcatenateEmbeddings]",
+                true,
+            ),
+            ("[meta_SeparateEmbeddings]", false),
+            ("[]", false),
+            ("null", false),
+        ] {
+            assert_eq!(
+                evaluates_ensemble(Some(&v(text))).unwrap(),
+                ensemble,
+                "{text}"
+            );
+        }
+        assert!(!evaluates_ensemble(None).unwrap());
+        let err = evaluates_ensemble(Some(&v("[meta_Concatenate]")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("meta_Concatenate is not") && err.contains("meta_ConcatenateEmbeddings"),
             "{err}"
         );
     }

@@ -2,11 +2,12 @@
 //! splits, choose each split's reference set, and compute accuracies with `crate::accuracy`.
 
 use crate::accuracy::metrics::Averaging;
-use crate::accuracy::{get_accuracy, AccuracySettings, KSetting};
+use crate::accuracy::{get_accuracy, AccuracySettings, KSetting, ALL_PML_METRICS};
 use crate::datasets::{with_batches, BatchRequest, Dataset};
 use crate::distances::normalize;
 use crate::errors::{config_error, data_error};
 use crate::models::Model;
+use crate::spec::Spec;
 use anyhow::Result;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -72,6 +73,93 @@ fn usize_list(cfg: &crate::spec::Config, key: &str) -> Result<Vec<usize>> {
     }
 }
 
+/// The tester: `testing_method` (the original's key, in config_general), or `eval_tester`.
+fn tester_kind(cfg: &crate::spec::Config) -> Result<TesterKind> {
+    let testing_method = cfg.str("testing_method", "")?;
+    let eval_tester = cfg.str("eval_tester", "")?;
+    let (key, name) = match (testing_method, eval_tester) {
+        ("", "") => return Ok(TesterKind::Global),
+        (t, "") => ("testing_method", t),
+        ("", e) => ("eval_tester", e),
+        (t, e) if t == e => ("testing_method", t),
+        (t, e) => {
+            return Err(config_error(format!(
+                "testing_method `{t}` and eval_tester `{e}` disagree; they name the same \
+                 setting (testing_method, in config_general, is the original's name): set \
+                 testing_method only"
+            )))
+        }
+    };
+    match name {
+        "GlobalEmbeddingSpaceTester" => Ok(TesterKind::Global),
+        "WithSameParentLabelTester" => Ok(TesterKind::WithSameParentLabel),
+        other => Err(config_error(format!(
+            "{key} `{other}` is not GlobalEmbeddingSpaceTester or WithSameParentLabelTester"
+        ))),
+    }
+}
+
+/// The original's `eval_accuracy_calculator: {AccuracyCalculator: {include, exclude, k,
+/// avg_of_avgs}}` (PML's AccuracyCalculator and its kwargs): which metrics, and their options.
+fn apply_accuracy_calculator(accuracy: &mut AccuracySettings, value: &Value) -> Result<()> {
+    let mut spec = Spec::parse("eval_accuracy_calculator", value)?;
+    if spec.class != "AccuracyCalculator" {
+        return Err(crate::spec::unknown_class(
+            "eval_accuracy_calculator",
+            &spec.class,
+            &["AccuracyCalculator"],
+        ));
+    }
+    let names = |spec: &mut Spec, kwarg: &'static str| -> Result<Vec<String>> {
+        let path = spec.kwarg_path(kwarg);
+        match spec.value(kwarg, "list of metric names", "[]") {
+            None => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| {
+                    v.as_str().map(str::to_string).ok_or_else(|| {
+                        config_error(format!("`{path}` must be a list of metric names"))
+                    })
+                })
+                .collect(),
+            Some(_) => Err(config_error(format!(
+                "`{path}` must be a list of metric names"
+            ))),
+        }
+    };
+    let include = names(&mut spec, "include")?;
+    let exclude = names(&mut spec, "exclude")?;
+    for m in include.iter().chain(&exclude) {
+        if !ALL_PML_METRICS.contains(&m.as_str()) {
+            return Err(config_error(format!(
+                "`eval_accuracy_calculator/AccuracyCalculator` names unknown metric `{m}`; \
+                 available: {}",
+                ALL_PML_METRICS.join(", ")
+            )));
+        }
+    }
+    if !include.is_empty() {
+        accuracy.metrics = include;
+    }
+    accuracy.metrics.retain(|m| !exclude.contains(m));
+    if let Some(k) = spec.value("k", "max_bin_count | all | integer", "null") {
+        accuracy.k = match &k {
+            Value::Number(n) => KSetting::parse(&n.to_string())?,
+            Value::String(s) => KSetting::parse(s)?,
+            _ => {
+                return Err(config_error(format!(
+                    "`{}` must be max_bin_count, all, or a positive integer",
+                    spec.kwarg_path("k")
+                )))
+            }
+        };
+    }
+    if spec.bool("avg_of_avgs", false)? {
+        accuracy.averaging = Averaging::Classes;
+    }
+    spec.finish()
+}
+
 impl EvalSettings {
     pub fn from_config(cfg: &crate::spec::Config) -> Result<Self> {
         let reference_set = match cfg.str("eval_reference_set", "compared_to_self")? {
@@ -85,16 +173,7 @@ impl EvalSettings {
                 )))
             }
         };
-        let tester = match cfg.str("eval_tester", "GlobalEmbeddingSpaceTester")? {
-            "GlobalEmbeddingSpaceTester" => TesterKind::Global,
-            "WithSameParentLabelTester" => TesterKind::WithSameParentLabel,
-            other => {
-                return Err(config_error(format!(
-                    "eval_tester `{other}` is not GlobalEmbeddingSpaceTester or \
-                     WithSameParentLabelTester"
-                )))
-            }
-        };
+        let tester = tester_kind(cfg)?;
         let batch_size = cfg.usize("eval_batch_size", Some(256))?;
         if batch_size == 0 {
             return Err(config_error("eval_batch_size must be positive"));
@@ -115,7 +194,7 @@ impl EvalSettings {
                 ))
             }
         };
-        let accuracy = AccuracySettings {
+        let mut accuracy = AccuracySettings {
             k,
             averaging: if cfg.bool("eval_avg_of_avgs", false)? {
                 Averaging::Classes
@@ -125,6 +204,15 @@ impl EvalSettings {
             oml_ks: usize_list(cfg, "eval_oml_k")?,
             ..AccuracySettings::default()
         };
+        if let Some(spec) = cfg.get("eval_accuracy_calculator") {
+            if cfg.get("eval_k").is_some() || cfg.get("eval_avg_of_avgs").is_some() {
+                return Err(config_error(
+                    "give eval_k / eval_avg_of_avgs or eval_accuracy_calculator's k / \
+                     avg_of_avgs, not both",
+                ));
+            }
+            apply_accuracy_calculator(&mut accuracy, spec)?;
+        }
         accuracy.validate()?;
         Ok(EvalSettings {
             batch_size,
@@ -578,6 +666,68 @@ mod tests {
         }
         assert!((got["mean_average_precision_at_r"] - sum / 2.0).abs() < 1e-12);
         assert_eq!(s.tester_name(), "WithSameParentLabelTester");
+    }
+
+    fn error(cfg: Value) -> String {
+        format!(
+            "{:#}",
+            EvalSettings::from_config(&crate::spec::Config(&cfg)).unwrap_err()
+        )
+    }
+
+    #[test]
+    fn the_originals_testing_method_selects_the_tester() {
+        assert_eq!(settings(json!({})).tester, TesterKind::Global);
+        let s = settings(json!({"testing_method": "WithSameParentLabelTester"}));
+        assert_eq!(s.tester, TesterKind::WithSameParentLabel);
+        let s = settings(json!({
+            "testing_method": "GlobalEmbeddingSpaceTester",
+            "eval_tester": "GlobalEmbeddingSpaceTester"}));
+        assert_eq!(s.tester, TesterKind::Global);
+        let e = error(json!({
+            "testing_method": "GlobalEmbeddingSpaceTester",
+            "eval_tester": "WithSameParentLabelTester"}));
+        assert!(e.contains("disagree"), "{e}");
+        let e = error(json!({"testing_method": "GlobalTester"}));
+        assert!(e.contains("testing_method `GlobalTester`"), "{e}");
+    }
+
+    #[test]
+    fn the_originals_accuracy_calculator_chooses_metrics_and_options() {
+        // The original's default: every metric, k = the largest class, per-query means.
+        let s = settings(json!({"eval_accuracy_calculator": {"AccuracyCalculator": null}}));
+        assert_eq!(s.accuracy.metrics, AccuracySettings::default().metrics);
+        assert!(matches!(s.accuracy.k, KSetting::MaxBinCount));
+        let s = settings(json!({"eval_accuracy_calculator": {"AccuracyCalculator": {
+            "include": ["precision_at_1", "NMI", "mean_average_precision_at_r"],
+            "exclude": ["NMI"], "k": 5, "avg_of_avgs": true}}}));
+        assert_eq!(
+            s.accuracy.metrics,
+            ["precision_at_1", "mean_average_precision_at_r"]
+        );
+        assert!(matches!(s.accuracy.k, KSetting::Fixed(5)));
+        assert_eq!(s.accuracy.averaging, Averaging::Classes);
+        let s = settings(json!({"eval_accuracy_calculator": {"AccuracyCalculator": {
+            "exclude": ["NMI", "AMI"]}}}));
+        assert!(!s.accuracy.metrics.iter().any(|m| m.ends_with("MI")));
+        for (cfg, expected) in [
+            (
+                json!({"AccuracyCalculator": {"include": ["recall"]}}),
+                "unknown metric `recall`",
+            ),
+            (
+                json!({"AccuracyCalculator": {"knn": 3}}),
+                "has no kwarg `knn`",
+            ),
+            (json!({"AccuracyCalculator": {"k": 0}}), "positive integer"),
+            (json!({"Calculator": null}), "unknown class `Calculator`"),
+        ] {
+            let e = error(json!({"eval_accuracy_calculator": cfg}));
+            assert!(e.contains(expected), "{e}");
+        }
+        let e = error(json!({"eval_k": 3,
+            "eval_accuracy_calculator": {"AccuracyCalculator": {"k": 5}}}));
+        assert!(e.contains("not both"), "{e}");
     }
 
     #[test]
