@@ -13,7 +13,8 @@
 //! Options of the optimiser for experiments: `--n-initial N` (or `--n-initial-2d`: max(5, 2 ×
 //! parameters)), `--n-candidates N`, `--n-local N`,
 //! `--n-restarts N`, `--prior dimscaled`, `--hyper-samples N` (integrated EI over N
-//! hyperparameter draws; `--hyper-burn`, `--hyper-thin`, `--hyper-below`). `BENCH_TRACE=1`
+//! hyperparameter draws; `--hyper-burn`, `--hyper-thin`, `--hyper-below`), `--noisy-draws N`
+//! (latent draws of the noisy EI used with SEMs; 0 = plain LogEI against the best posterior mean). `BENCH_TRACE=1`
 //! prints every evaluation (point, value, fitted hyperparameters) to stderr.
 
 use std::time::Instant;
@@ -297,6 +298,9 @@ fn main() {
     if let Some(v) = get("--hyper-burn") {
         base.hyper_burn = v.parse().expect("--hyper-burn N");
     }
+    if let Some(v) = get("--noisy-draws") {
+        base.noisy_ei_draws = v.parse().expect("--noisy-draws N");
+    }
     if let Some(v) = get("--hyper-thin") {
         base.hyper_thin = v.parse().expect("--hyper-thin N");
     }
@@ -345,7 +349,8 @@ fn main() {
             last.push(r.last_time);
         }
         let mean = regrets.iter().sum::<f64>() / regrets.len() as f64;
-        let all: Vec<String> = regrets.iter().map(|r| format!("{r:.3e}")).collect();
+        // Shortest round-trip form: runs can be compared bit for bit.
+        let all: Vec<String> = regrets.iter().map(|r| format!("{r:e}")).collect();
         // Hartmann-6 ends in its global basin or in the local one at regret ~0.12.
         let basin = (p.name == "hartmann6").then(|| regrets.iter().filter(|&&r| r < 0.119).count());
         let (mr, mt, ml, mc) = (
