@@ -513,7 +513,9 @@ fn noisy_acquisition_does_not_chase_a_lucky_observation() {
     // noise hides, so the next point refines the top region, not the lucky trial's neighbourhood
     // nor the box edge.
     let f = |x: f64| 1.0 - 1.5 * (x - 0.3).powi(2);
-    let noise = [0.05, -0.08, 0.02, 0.03, -0.1, 0.07, -0.04, 0.01, 0.0, -0.02, 0.04];
+    let noise = [
+        0.05, -0.08, 0.02, 0.03, -0.1, 0.07, -0.04, 0.01, 0.0, -0.02, 0.04,
+    ];
     let next = |sem: f64, lucky: f64, draws: usize, seed: u64| {
         let mut opt = Optimizer::new(
             line(),

@@ -169,7 +169,9 @@ fn gram(data: &Data, theta: &[f64]) -> DMatrix<f64> {
 
 /// Cholesky with escalating jitter: positive definiteness can be lost to round-off when points
 /// nearly coincide and the noise is at its floor. Gives up (None) past a jitter of 1e-2 · diag.
-pub(crate) fn robust_cholesky(mut k: DMatrix<f64>) -> Option<nalgebra::Cholesky<f64, nalgebra::Dyn>> {
+pub(crate) fn robust_cholesky(
+    mut k: DMatrix<f64>,
+) -> Option<nalgebra::Cholesky<f64, nalgebra::Dyn>> {
     let scale = (0..k.nrows())
         .map(|i| k[(i, i)])
         .fold(0.0, f64::max)

@@ -70,7 +70,13 @@ impl NoisyIncumbent {
         let kf = DMatrix::from_fn(n, n, |a, b| kernel(data.row(a), data.row(b), &inv_ls2, s));
         let mut draws = latent_draws(post, &kf, n_draws)?;
         let bests: Vec<f64> = (0..n_draws)
-            .map(|j| draws.column(j).iter().copied().fold(f64::NEG_INFINITY, f64::max))
+            .map(|j| {
+                draws
+                    .column(j)
+                    .iter()
+                    .copied()
+                    .fold(f64::NEG_INFINITY, f64::max)
+            })
             .collect();
         let mut kj = kf;
         let jitter = FANTASY_JITTER_REL * s;
@@ -368,7 +374,10 @@ mod tests {
         for p in [1e-10, 1e-4, 0.02, 0.024, 0.3, 0.5, 0.77, 0.98, 1.0 - 1e-6] {
             let x = inverse_normal_cdf(p);
             let back = 0.5 * libm::erfc(-x / std::f64::consts::SQRT_2);
-            assert!((back - p).abs() < 1e-13 * p.max(1e-3), "p {p}: x {x}, Φ(x) {back}");
+            assert!(
+                (back - p).abs() < 1e-13 * p.max(1e-3),
+                "p {p}: x {x}, Φ(x) {back}"
+            );
         }
         assert_eq!(inverse_normal_cdf(0.5), 0.0);
         assert!((inverse_normal_cdf(0.975) - 1.959_963_984_540_054).abs() < 1e-12);
@@ -443,7 +452,10 @@ mod tests {
             let row: Vec<f64> = draws.row(i).iter().copied().collect();
             let mean = row.iter().sum::<f64>() / 4096.0;
             let var = row.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / 4096.0;
-            assert!((mean - m).abs() < 0.01 * v.sqrt(), "point {i}: mean {mean} vs {m}");
+            assert!(
+                (mean - m).abs() < 0.01 * v.sqrt(),
+                "point {i}: mean {mean} vs {m}"
+            );
             assert!((var / v - 1.0).abs() < 0.02, "point {i}: var {var} vs {v}");
             // Latent uncertainty is below the observation noise it was inferred through.
             assert!(v < post.noise_var(i), "point {i}");
