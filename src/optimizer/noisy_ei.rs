@@ -1,5 +1,5 @@
 //! Noisy expected improvement (Letham, Karrer, Ottoni & Bakshy 2019, "Constrained Bayesian
-//! optimization with noisy experiments", §4), in log form.
+//! optimization with noisy experiments", Bayesian Analysis), in log form.
 //!
 //! Under observation noise the best *value* seen is not known, so EI has no fixed incumbent. NEI
 //! integrates over what the noise hides: draw the latent objective at every modelled point,
@@ -9,7 +9,8 @@
 //! Ax/BoTorch's one-point qNEI: given `f(X)` the noisy `y` say nothing more about `f(x)`, so the
 //! inner expectation is analytic EI, and only `f(X)` needs sampling. A lucky observation raises
 //! the incumbent of only the draws in which it really was high, so the search is not pinned to
-//! it, and points whose value is still uncertain keep some improvement to offer.
+//! it, and points whose value is still uncertain keep some improvement to offer. Pending points
+//! (kriging-believer fantasies of a batch) are modelled points like the others.
 //!
 //! Cost: all fantasy models share one kernel matrix (same inputs, same hyperparameters), so one
 //! factorisation and one predictive variance per point serve every draw; each draw adds one dot
@@ -219,7 +220,7 @@ impl NoisyIncumbent {
         let mut scores: Vec<f64> = upper.iter().map(|u| u - ln_draws).collect();
         let mut best_exact = f64::NEG_INFINITY;
         for j in order {
-            if !(upper[j] >= best_exact - SCREEN) {
+            if upper[j].is_nan() || upper[j] < best_exact - SCREEN {
                 break;
             }
             scores[j] = self.log_mean_ei(means.column(j).as_slice(), vars[j]);
