@@ -507,6 +507,63 @@ fn model_recommendation_discounts_a_lucky_noisy_trial() {
 }
 
 #[test]
+fn noisy_acquisition_does_not_chase_a_lucky_observation() {
+    // The objective of the test above (top at 0.3) on the same grid, with the draw at 0.8 lucky
+    // by `lucky` and every value reported with an SEM. The noisy EI integrates over what the
+    // noise hides, so the next point refines the top region, not the lucky trial's neighbourhood
+    // nor the box edge.
+    let f = |x: f64| 1.0 - 1.5 * (x - 0.3).powi(2);
+    let noise = [
+        0.05, -0.08, 0.02, 0.03, -0.1, 0.07, -0.04, 0.01, 0.0, -0.02, 0.04,
+    ];
+    let next = |sem: f64, lucky: f64, draws: usize, seed: u64| {
+        let mut opt = Optimizer::new(
+            line(),
+            OptimizerConfig {
+                noisy_ei_draws: draws,
+                ..config(seed)
+            },
+        );
+        for (i, e) in noise.iter().enumerate() {
+            let x = i as f64 / 10.0;
+            let e = if i == 8 { lucky } else { *e };
+            opt.observe(&[ParamValue::Float(x)], f(x) + e, Some(sem))
+                .unwrap();
+        }
+        assert_eq!(opt.best().unwrap().0, &vec![ParamValue::Float(0.8)]);
+        floats(&opt.suggest(1, &[]).unwrap()[0])[0]
+    };
+    let default_draws = OptimizerConfig::default().noisy_ei_draws;
+    assert!(default_draws > 0, "the noisy EI is the default under noise");
+    for seed in 0..3 {
+        for (sem, lucky) in [(0.15, 0.45), (0.15, 0.6), (0.3, 0.6)] {
+            let x = next(sem, lucky, default_draws, seed);
+            assert!(
+                (0.1..=0.5).contains(&x),
+                "SEM {sem}, lucky +{lucky}: noisy EI proposed {x}"
+            );
+        }
+        // Plain LogEI against the best posterior mean, at the larger noise, sets the bar low and
+        // leaves for the box edge: that is what the noisy acquisition replaces.
+        let plain = next(0.3, 0.6, 0, seed);
+        let noisy = next(0.3, 0.6, default_draws, seed);
+        assert!(
+            (noisy - 0.3).abs() < (plain - 0.3).abs(),
+            "noisy EI {noisy}, plain {plain}"
+        );
+    }
+    // A trial that really was that high (no noise): the search goes there.
+    let mut exact = Optimizer::new(line(), config(0));
+    for i in 0..11 {
+        let x = i as f64 / 10.0;
+        let v = if i == 8 { f(x) + 0.6 } else { f(x) };
+        exact.observe(&[ParamValue::Float(x)], v, None).unwrap();
+    }
+    let x = floats(&exact.suggest(1, &[]).unwrap()[0])[0];
+    assert!((0.7..=0.9).contains(&x), "exact values: proposed {x}");
+}
+
+#[test]
 fn recommend_does_not_change_later_suggestions() {
     let mut a = Optimizer::new(unit_box(2), config(3));
     let mut b = Optimizer::new(unit_box(2), config(3));

@@ -84,6 +84,32 @@ pub(crate) fn log_h(z: f64) -> (f64, f64) {
     )
 }
 
+/// `ln h(z)` alone: the same arithmetic as [`log_h`]'s value, without the derivative's extra
+/// logarithm and exponential (the noisy EI scores thousands of draws where no gradient is needed).
+pub(crate) fn log_h_value(z: f64) -> f64 {
+    let z = z.max(-1e150);
+    if z > -1.0 {
+        let phi = (-0.5 * z * z).exp() / (2.0 * PI).sqrt();
+        let cdf = 0.5 * libm::erfc(-z / SQRT_2);
+        return (phi + z * cdf).ln();
+    }
+    let x = -z / SQRT_2;
+    let ex = erfcx(x);
+    let reduced_log_h = if z > -20.0 {
+        -C1 + log1mexp((ex * -z).ln() + C2)
+    } else {
+        let iz2 = 1.0 / (z * z);
+        let mut term = 1.0;
+        let mut sum = 1.0;
+        for k in 1..11 {
+            term *= -((2 * k + 1) as f64) * iz2;
+            sum += term;
+        }
+        -C1 - 2.0 * (-z).ln() + sum.ln()
+    };
+    reduced_log_h - 0.5 * z * z
+}
+
 /// Log EI of a Gaussian `N(mean, var)` above `best` (maximisation), and its partial derivatives
 /// w.r.t. `mean` and `var`.
 pub(crate) fn log_ei(mean: f64, var: f64, best: f64) -> (f64, f64, f64) {
@@ -134,6 +160,17 @@ mod tests {
                 (lh - want).abs() < 1e-9 * want.abs().max(1.0),
                 "z {z}: {lh} vs {want}"
             );
+        }
+    }
+
+    #[test]
+    fn log_h_value_is_log_h_bit_for_bit() {
+        for k in -400..200 {
+            let z = k as f64 * 0.137;
+            assert_eq!(log_h_value(z).to_bits(), log_h(z).0.to_bits(), "z {z}");
+        }
+        for z in [-1.0, -20.0, -1e6, -1e200, f64::NEG_INFINITY, 40.0] {
+            assert_eq!(log_h_value(z).to_bits(), log_h(z).0.to_bits(), "z {z}");
         }
     }
 

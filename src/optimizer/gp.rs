@@ -169,7 +169,9 @@ fn gram(data: &Data, theta: &[f64]) -> DMatrix<f64> {
 
 /// Cholesky with escalating jitter: positive definiteness can be lost to round-off when points
 /// nearly coincide and the noise is at its floor. Gives up (None) past a jitter of 1e-2 · diag.
-fn robust_cholesky(mut k: DMatrix<f64>) -> Option<nalgebra::Cholesky<f64, nalgebra::Dyn>> {
+pub(crate) fn robust_cholesky(
+    mut k: DMatrix<f64>,
+) -> Option<nalgebra::Cholesky<f64, nalgebra::Dyn>> {
     let scale = (0..k.nrows())
         .map(|i| k[(i, i)])
         .fold(0.0, f64::max)
@@ -469,6 +471,43 @@ impl Posterior {
 
     pub fn data(&self) -> &Data {
         &self.data
+    }
+
+    /// `(K + σ²I + diag(known noise))⁻¹`, the inverse the posterior was built from.
+    pub fn kinv(&self) -> &DMatrix<f64> {
+        &self.kinv
+    }
+
+    /// `K⁻¹ (y − m)`.
+    pub fn alpha(&self) -> &DVector<f64> {
+        &self.alpha
+    }
+
+    /// The constant prior mean `m`.
+    pub fn prior_mean(&self) -> f64 {
+        self.prior_mean
+    }
+
+    /// Signal variance `s`.
+    pub fn signal(&self) -> f64 {
+        self.signal
+    }
+
+    /// `1/ℓ_i²` per input coordinate.
+    pub fn inv_ls2(&self) -> &[f64] {
+        &self.inv_ls2
+    }
+
+    /// Total observation-noise variance of training output `i`: the learned term (with its
+    /// floor) plus the known noise.
+    pub fn noise_var(&self, i: usize) -> f64 {
+        let d = self.data.d;
+        NOISE_FLOOR + self.theta[d + 1].exp() + self.data.known_noise(i)
+    }
+
+    /// Smallest latent variance reported (see `MIN_VAR_REL`).
+    pub fn min_latent_var(&self) -> f64 {
+        self.min_var()
     }
 
     /// The same hyperparameters conditioned on extra (fantasy) observations.

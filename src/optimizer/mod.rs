@@ -35,6 +35,10 @@
 //!   points, each of the top starts refined by L-BFGS on a sigmoid-reparameterised box (floats)
 //!   followed by a discrete line search (ints: neighbours, or all values when ≤ 16; choices: all
 //!   options).
+//! * **Under known noise** (any observation with an SEM): the acquisition is noisy expected
+//!   improvement ([`noisy_ei`], Letham et al. 2019) — the mean LogEI over
+//!   [`OptimizerConfig::noisy_ei_draws`] quasi-random joint draws of the latent objective at the
+//!   modelled points, each draw's best as its incumbent — instead of EI against one incumbent.
 //! * **Parallel suggestions**: kriging believer — each pending or already-chosen point is added
 //!   to the model with its posterior mean as a fantasy observation, which collapses the variance
 //!   (and so the acquisition) around it. [`BatchStrategy::ConstantLiar`] uses the worst observed
@@ -67,6 +71,7 @@ pub mod domain;
 pub mod gp;
 pub mod kernel;
 mod minimize;
+mod noisy_ei;
 mod rng;
 mod sobol;
 pub mod surrogate;
@@ -77,15 +82,39 @@ pub use domain::{Dimension, DimensionKind, Domain, ParamValue, Point};
 pub use gp::Prior;
 
 use gp::{Data, Posterior};
+use noisy_ei::NoisyIncumbent;
 
 /// The GP posteriors the acquisition is averaged over: the MAP fit alone, or several
 /// hyperparameter draws (integrated expected improvement, Snoek et al. 2012).
 #[derive(Clone, Debug)]
 struct Model {
     posts: Vec<Posterior>,
+    /// Noisy expected improvement (one set of fantasy models per member, see [`noisy_ei`]) when
+    /// the observations carry known noise; empty for plain EI against a fixed incumbent.
+    noisy: Vec<NoisyIncumbent>,
+    /// Latent draws per member for the noisy acquisition (0: plain EI).
+    noisy_draws: usize,
 }
 
 impl Model {
+    /// Plain EI when `noisy_draws` is 0; otherwise noisy EI, or `None` if its fantasy models
+    /// cannot be factorised.
+    fn new(posts: Vec<Posterior>, noisy_draws: usize) -> Option<Self> {
+        let noisy = if noisy_draws > 0 {
+            posts
+                .iter()
+                .map(|p| NoisyIncumbent::new(p, noisy_draws))
+                .collect::<Option<Vec<_>>>()?
+        } else {
+            Vec::new()
+        };
+        Some(Self {
+            posts,
+            noisy,
+            noisy_draws,
+        })
+    }
+
     fn data(&self) -> &Data {
         self.posts[0].data()
     }
@@ -100,33 +129,40 @@ impl Model {
             .iter()
             .map(|p| p.with_extra(x, y))
             .collect::<Option<Vec<_>>>()?;
-        Some(Self { posts })
+        Self::new(posts, self.noisy_draws)
     }
 
-    /// ln of the mean of EI over the members.
+    /// ln of the mean of EI over the members (`best` is ignored by the noisy acquisition, whose
+    /// incumbents are the draws').
     fn log_acq(&self, x: &[f64], best: f64) -> f64 {
-        let a: Vec<f64> = self
-            .posts
-            .iter()
-            .map(|p| {
-                let (m, v) = p.predict(x);
-                acquisition::log_ei(m, v, best).0
-            })
-            .collect();
+        let a: Vec<f64> = if self.noisy.is_empty() {
+            self.posts
+                .iter()
+                .map(|p| {
+                    let (m, v) = p.predict(x);
+                    acquisition::log_ei(m, v, best).0
+                })
+                .collect()
+        } else {
+            self.noisy.iter().map(|n| n.log_acq(x)).collect()
+        };
         log_mean_exp(&a)
     }
 
     fn log_acq_many(&self, xs: &[Vec<f64>], best: f64) -> Vec<f64> {
-        let per: Vec<Vec<f64>> = self
-            .posts
-            .iter()
-            .map(|p| {
-                p.predict_many(xs)
-                    .iter()
-                    .map(|&(m, v)| acquisition::log_ei(m, v, best).0)
-                    .collect()
-            })
-            .collect();
+        let per: Vec<Vec<f64>> = if self.noisy.is_empty() {
+            self.posts
+                .iter()
+                .map(|p| {
+                    p.predict_many(xs)
+                        .iter()
+                        .map(|&(m, v)| acquisition::log_ei(m, v, best).0)
+                        .collect()
+                })
+                .collect()
+        } else {
+            self.noisy.iter().map(|n| n.log_acq_many(xs)).collect()
+        };
         (0..xs.len())
             .map(|i| {
                 let a: Vec<f64> = per.iter().map(|v| v[i]).collect();
@@ -139,16 +175,24 @@ impl Model {
     fn log_acq_with_grad(&self, x: &[f64], best: f64) -> (f64, Vec<f64>) {
         let mut vals = Vec::with_capacity(self.posts.len());
         let mut grads = Vec::with_capacity(self.posts.len());
-        for p in &self.posts {
-            let (m, v, dm, dv) = p.predict_with_grad(x);
-            let (a, da_dm, da_dv) = acquisition::log_ei(m, v, best);
-            vals.push(a);
-            grads.push(
-                dm.iter()
-                    .zip(&dv)
-                    .map(|(gm, gv)| da_dm * gm + da_dv * gv)
-                    .collect::<Vec<f64>>(),
-            );
+        if self.noisy.is_empty() {
+            for p in &self.posts {
+                let (m, v, dm, dv) = p.predict_with_grad(x);
+                let (a, da_dm, da_dv) = acquisition::log_ei(m, v, best);
+                vals.push(a);
+                grads.push(
+                    dm.iter()
+                        .zip(&dv)
+                        .map(|(gm, gv)| da_dm * gm + da_dv * gv)
+                        .collect::<Vec<f64>>(),
+                );
+            }
+        } else {
+            for n in &self.noisy {
+                let (a, g) = n.log_acq_with_grad(x);
+                vals.push(a);
+                grads.push(g);
+            }
         }
         let value = log_mean_exp(&vals);
         let mut g = vec![0.0; x.len()];
@@ -267,6 +311,10 @@ pub struct OptimizerConfig {
     /// Slice-sampling sweeps discarded before the first draw, and sweeps per draw.
     pub hyper_burn: usize,
     pub hyper_thin: usize,
+    /// Latent draws of the noisy expected improvement used when observations carry an SEM
+    /// (Letham et al. 2019; see `noisy_ei`). 0 → plain LogEI against the best posterior mean at
+    /// an observed point. Without SEMs the acquisition is plain LogEI whatever this says.
+    pub noisy_ei_draws: usize,
 }
 
 impl Default for OptimizerConfig {
@@ -290,6 +338,7 @@ impl Default for OptimizerConfig {
             sample_hyper_below: 40,
             hyper_burn: 6,
             hyper_thin: 3,
+            noisy_ei_draws: 16,
         }
     }
 }
@@ -751,10 +800,21 @@ impl Optimizer {
                 }
             })
             .collect::<Option<Vec<_>>>()?;
-        let mut post = Model { posts };
+        // With known noise the acquisition is noisy EI; if its fantasy models cannot be
+        // factorised, plain EI against the best posterior mean below still works.
+        let noisy_draws = if noise.is_empty() {
+            0
+        } else {
+            self.config.noisy_ei_draws
+        };
+        let mut post = match Model::new(posts.clone(), noisy_draws) {
+            Some(m) => m,
+            None => Model::new(posts, 0)?,
+        };
         // The incumbent EI improves on: the best observed value when observations are exact;
         // with known noise, the best posterior mean at an observed point (a noisy maximum would
-        // set the bar at a lucky draw, and EI would stop exploring).
+        // set the bar at a lucky draw, and EI would stop exploring). The noisy EI ignores it (each
+        // of its draws has its own incumbent); it is the fallback's, and the batch fantasies'.
         let mut best = if noise.is_empty() {
             ys.iter().copied().fold(f64::NEG_INFINITY, f64::max)
         } else {
@@ -1159,9 +1219,7 @@ mod tests {
             .iter()
             .map(|t| Posterior::new_gls(data.clone(), t).unwrap())
             .collect();
-        let model = Model {
-            posts: posts.clone(),
-        };
+        let model = Model::new(posts.clone(), 0).unwrap();
         let best = data.y.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         for p in [[0.2, 0.9], [0.55, 0.1], [0.97, 0.5]] {
             // ln of the arithmetic mean of the members' EI.
