@@ -61,6 +61,13 @@ pub trait Dataset: Send + Sync {
         self.batch(indices, train)
     }
 
+    /// The image file of a sample, for datasets of images (pictures of samples: Projector sprites,
+    /// retrieval grids); `None` for feature datasets.
+    fn image_file(&self, sample: usize) -> Option<&Path> {
+        let _ = sample;
+        None
+    }
+
     /// The dataset's own split (for `special_split_scheme_name: predefined`), if it has one.
     fn predefined_splits(&self) -> Option<Vec<(String, Vec<usize>)>> {
         None
