@@ -272,18 +272,20 @@ fn save_projector_embeddings(
     }
     let splits: Vec<ProjectedSplit> = data
         .iter()
-        .map(|(split, values, dim, labels, picked, sprite)| ProjectedSplit {
-            split,
-            embeddings: values,
-            dim: *dim,
-            labels,
-            indices: picked,
-            sprite: sprite.as_ref().map(|(png, side)| Sprite {
-                png,
-                thumbnail_width: *side,
-                thumbnail_height: *side,
-            }),
-        })
+        .map(
+            |(split, values, dim, labels, picked, sprite)| ProjectedSplit {
+                split,
+                embeddings: values,
+                dim: *dim,
+                labels,
+                indices: picked,
+                sprite: sprite.as_ref().map(|(png, side)| Sprite {
+                    png,
+                    thumbnail_width: *side,
+                    thumbnail_height: *side,
+                }),
+            },
+        )
         .collect();
     projector::write(&ctx.folder.join("tensorboard_logs"), &splits)
 }

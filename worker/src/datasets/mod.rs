@@ -18,7 +18,7 @@ pub mod stanford_online_products;
 mod summary;
 mod synthetic;
 #[cfg(test)]
-mod test_python;
+pub(crate) mod test_python;
 
 pub use features::Features;
 pub use image_dataset::ImageDataset;

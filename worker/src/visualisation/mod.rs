@@ -55,12 +55,19 @@ impl VisualisationSettings {
 }
 
 /// `test` when it is evaluated, else the last evaluated split that the fold has.
-pub fn shown_split<'s>(splits_to_eval: &'s [String], splits: &[(String, Vec<usize>)]) -> Option<&'s str> {
+pub fn shown_split<'s>(
+    splits_to_eval: &'s [String],
+    splits: &[(String, Vec<usize>)],
+) -> Option<&'s str> {
     let has = |name: &str| splits.iter().any(|(n, idx)| n == name && !idx.is_empty());
     if splits_to_eval.iter().any(|s| s == "test") && has("test") {
         return Some("test");
     }
-    splits_to_eval.iter().rev().map(String::as_str).find(|s| has(s))
+    splits_to_eval
+        .iter()
+        .rev()
+        .map(String::as_str)
+        .find(|s| has(s))
 }
 
 /// A fold's trained models and where its pictures go.
@@ -166,9 +173,13 @@ impl FoldPictures<'_> {
             &out.join(format!("retrieval_{split}.csv")),
             retrieval::grid_csv(&rows, query_samples, &reference_samples).as_bytes(),
         )?;
-        if let Some(png) =
-            retrieval::grid_png(self.dataset, &rows, query_samples, &reference_samples, grid.k)?
-        {
+        if let Some(png) = retrieval::grid_png(
+            self.dataset,
+            &rows,
+            query_samples,
+            &reference_samples,
+            grid.k,
+        )? {
             write_atomic(&out.join(format!("retrieval_{split}.png")), &png)?;
         }
         Ok(())
@@ -225,7 +236,10 @@ mod tests {
         let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(shown_split(&names(&["test", "val"]), &splits), Some("test"));
         assert_eq!(shown_split(&names(&["train", "val"]), &splits), Some("val"));
-        assert_eq!(shown_split(&names(&["val", "train"]), &splits), Some("train"));
+        assert_eq!(
+            shown_split(&names(&["val", "train"]), &splits),
+            Some("train")
+        );
         assert_eq!(shown_split(&names(&["test"]), &splits[..2]), None);
     }
 
@@ -233,8 +247,15 @@ mod tests {
     fn settings_are_opt_in_and_bounded() {
         let read = |v| VisualisationSettings::from_config(&Config(&v));
         assert!(!read(json!({})).unwrap().any());
-        assert_eq!(read(json!({"eval_size_of_tsne": 300})).unwrap().tsne_samples, 300);
-        let e = read(json!({"eval_size_of_tsne": 100000})).unwrap_err().to_string();
+        assert_eq!(
+            read(json!({"eval_size_of_tsne": 300}))
+                .unwrap()
+                .tsne_samples,
+            300
+        );
+        let e = read(json!({"eval_size_of_tsne": 100000}))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("eval_size_of_tsne"), "{e}");
         assert!(read(json!({"eval_size_of_tsne": -1})).is_err());
     }

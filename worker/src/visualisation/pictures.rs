@@ -13,11 +13,7 @@ const UNREADABLE: [u8; 3] = [128, 128, 128];
 
 /// Square thumbnails of `side` pixels of the given samples, in order; `None` when the dataset
 /// has no image files.
-pub fn thumbnails(
-    dataset: &dyn Dataset,
-    samples: &[usize],
-    side: usize,
-) -> Option<Vec<RgbImage>> {
+pub fn thumbnails(dataset: &dyn Dataset, samples: &[usize], side: usize) -> Option<Vec<RgbImage>> {
     dataset.image_file(*samples.first()?)?;
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     let per_thread = samples.len().div_ceil(cores.clamp(1, 8)).max(1);
@@ -102,7 +98,10 @@ mod tests {
         let f = framed(&solid(2, [1, 2, 3]), [9, 9, 9], 1);
         assert_eq!((f.width, f.height), (4, 4));
         let px = |x: usize, y: usize| f.data[(y * 4 + x) * 3];
-        assert_eq!([px(0, 0), px(3, 0), px(0, 3), px(3, 3), px(1, 1), px(2, 2)], [9, 9, 9, 9, 1, 1]);
+        assert_eq!(
+            [px(0, 0), px(3, 0), px(0, 3), px(3, 3), px(1, 1), px(2, 2)],
+            [9, 9, 9, 9, 1, 1]
+        );
         let png = encode_png(&f).unwrap();
         let back = image::load_from_memory(&png).unwrap().into_rgb8();
         assert_eq!(back.into_raw(), f.data);

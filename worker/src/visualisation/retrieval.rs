@@ -163,7 +163,11 @@ pub fn worst_queries(
 }
 
 /// The grid's table: one row per query, samples named by their index in the dataset.
-pub fn grid_csv(rows: &[WorstQuery], query_samples: &[usize], reference_samples: &[usize]) -> String {
+pub fn grid_csv(
+    rows: &[WorstQuery],
+    query_samples: &[usize],
+    reference_samples: &[usize],
+) -> String {
     let mut out = String::from(
         "row,query_index,query_label,relevant,average_precision_at_r,retrieved_indices,\
          retrieved_correct\n",
@@ -291,7 +295,11 @@ mod tests {
         assert_eq!(rows[2].label, 0);
         assert!(rows[2].average_precision_at_r > 0.0 && rows[2].average_precision_at_r < 1.0);
         assert_eq!(rows.len(), 3);
-        let csv = grid_csv(&rows, &[10, 11, 12, 13, 14, 15, 16, 17], &[10, 11, 12, 13, 14, 15, 16, 17]);
+        let csv = grid_csv(
+            &rows,
+            &[10, 11, 12, 13, 14, 15, 16, 17],
+            &[10, 11, 12, 13, 14, 15, 16, 17],
+        );
         assert!(csv.contains("\n0,13,2,1,0,12 11,0 0\n"), "{csv}");
     }
 
@@ -314,14 +322,23 @@ mod tests {
 
     #[test]
     fn settings_are_read_and_checked() {
-        let read = |v: Value| GridSettings::from_config(&Config(&json!({"save_retrieval_grid": v})));
+        let read =
+            |v: Value| GridSettings::from_config(&Config(&json!({"save_retrieval_grid": v})));
         assert_eq!(
             read(json!({"queries": 3, "k": 7})).unwrap(),
             Some(GridSettings { queries: 3, k: 7 })
         );
-        assert_eq!(read(json!({})).unwrap(), Some(GridSettings { queries: 8, k: 5 }));
+        assert_eq!(
+            read(json!({})).unwrap(),
+            Some(GridSettings { queries: 8, k: 5 })
+        );
         assert_eq!(read(Value::Null).unwrap(), None);
-        for bad in [json!(5), json!({"queries": 0}), json!({"k": 500}), json!({"rows": 2})] {
+        for bad in [
+            json!(5),
+            json!({"queries": 0}),
+            json!({"k": 500}),
+            json!({"rows": 2}),
+        ] {
             let e = read(bad).unwrap_err().to_string();
             assert!(e.contains("save_retrieval_grid"), "{e}");
         }

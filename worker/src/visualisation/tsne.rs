@@ -86,9 +86,7 @@ pub fn tsne(data: &Tensor, settings: &TsneSettings) -> Result<TsneMap> {
     }
     let x = data.to_device(tch::Device::Cpu).to_kind(Kind::Double);
     let values: Vec<f64> = Vec::try_from(x.contiguous().view([-1]))?;
-    let perplexity = settings
-        .perplexity
-        .min(((n - 1) as f64 / 3.0).max(1.0));
+    let perplexity = settings.perplexity.min(((n - 1) as f64 / 3.0).max(1.0));
     let p = joint_probabilities(&values, n, dim, perplexity);
     let init = pca_init(&x)?;
     let learning_rate = settings
@@ -354,7 +352,7 @@ impl Descent<'_> {
         let (mut error, mut best_error, mut best_iteration) = (f64::MAX, f64::MAX, start);
         let mut i = start;
         while i < end {
-            let check = (i + 1) % CHECK_EVERY == 0;
+            let check = (i + 1).is_multiple_of(CHECK_EVERY);
             let (e, _) = self.gradient(exaggeration, check || i + 1 == end, &mut grad);
             error = e;
             for (((y, u), g), gain) in self
@@ -454,12 +452,18 @@ mod tests {
 
     #[test]
     fn conditional_rows_have_the_wanted_perplexity() {
-        let d: Vec<f64> = (0..60).map(|j| (j as f64 * 0.37).sin().abs() * 5.0).collect();
+        let d: Vec<f64> = (0..60)
+            .map(|j| (j as f64 * 0.37).sin().abs() * 5.0)
+            .collect();
         let mut p = vec![0.0; 60];
         conditional_row(&d, 3, 10f64.ln(), &mut p);
         assert_eq!(p[3], 0.0);
         assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
-        let entropy: f64 = -p.iter().filter(|v| **v > 0.0).map(|v| v * v.ln()).sum::<f64>();
+        let entropy: f64 = -p
+            .iter()
+            .filter(|v| **v > 0.0)
+            .map(|v| v * v.ln())
+            .sum::<f64>();
         assert!((entropy.exp() - 10.0).abs() < 1e-3, "{}", entropy.exp());
     }
 
@@ -512,12 +516,87 @@ mod tests {
         }
     }
 
+    /// scikit-learn's `TSNE(method="exact")` on the same points reaches the same KL divergence.
+    /// Needs scikit-learn importable by the reference interpreter (it is not in
+    /// scripts/setup-pyref.sh; e.g. `pip install --target DIR scikit-learn` and `PYTHONPATH=DIR`),
+    /// else skipped.
+    #[test]
+    fn the_kl_divergence_is_that_of_scikit_learn() {
+        let Some(python) = crate::datasets::test_python::python() else {
+            return;
+        };
+        let probe = std::process::Command::new(&python)
+            .args(["-c", "import sklearn"])
+            .output()
+            .unwrap();
+        if !probe.status.success() {
+            eprintln!(
+                "SKIPPED: scikit-learn is not importable by {}",
+                python.display()
+            );
+            return;
+        }
+        // Uniform points in 8-D: no clusters to fall into, so the KL divergence stays large and
+        // the comparison is sensitive.
+        let mut rng = ChaCha8Rng::seed_from_u64(6);
+        let values: Vec<f32> = (0..200 * 8).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let x = Tensor::from_slice(&values).view([200, 8]);
+        let rows: Vec<Vec<f32>> = Vec::try_from(&x).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("x.csv");
+        let text: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .map(|v| format!("{v:e}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect();
+        std::fs::write(&input, text.join("\n")).unwrap();
+        let out = std::process::Command::new(&python)
+            .arg("-c")
+            .arg(
+                "import sys, numpy as np\n\
+                 from sklearn.manifold import TSNE\n\
+                 x = np.loadtxt(sys.argv[1], delimiter=',', dtype=np.float32)\n\
+                 t = TSNE(method='exact', random_state=0).fit(x)\n\
+                 print(t.kl_divergence_, t.n_iter_ + 1)",
+            )
+            .arg(&input)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{said}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut words = said.split_whitespace();
+        let theirs: f64 = words.next().unwrap().parse().unwrap();
+        let map = tsne(&x, &TsneSettings::default()).unwrap();
+        eprintln!(
+            "KL divergence: ours {} after {} iterations, scikit-learn {theirs} after {}",
+            map.kl_divergence,
+            map.iterations,
+            words.next().unwrap_or("?")
+        );
+        assert!(
+            (map.kl_divergence - theirs).abs() <= 0.02 * theirs,
+            "ours {} scikit-learn {theirs}",
+            map.kl_divergence
+        );
+    }
+
     #[test]
     fn small_inputs_lower_the_perplexity_and_bad_shapes_are_errors() {
         let (x, _) = blobs(2, 5, 3, 5);
         let map = tsne(&x, &TsneSettings::default()).unwrap();
         assert_eq!(map.perplexity, 3.0);
-        assert!(map.points.iter().all(|p| p[0].is_finite() && p[1].is_finite()));
+        assert!(map
+            .points
+            .iter()
+            .all(|p| p[0].is_finite() && p[1].is_finite()));
         let one = Tensor::zeros([1, 3], (Kind::Float, tch::Device::Cpu));
         assert!(tsne(&one, &TsneSettings::default()).is_err());
     }
