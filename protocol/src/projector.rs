@@ -237,17 +237,27 @@ mod tests {
             ),
             "{config}"
         );
-        assert_eq!(std::fs::read(dir.path().join("test_sprite.png")).unwrap(), png);
+        assert_eq!(
+            std::fs::read(dir.path().join("test_sprite.png")).unwrap(),
+            png
+        );
         // 11 pixels wide thumbnails do not fit 3 to a row.
         let err = write(dir.path(), &[split(png, 11)]).unwrap_err();
-        assert!(err.to_string().contains("cannot hold 5 thumbnails of 11x10"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("cannot hold 5 thumbnails of 11x10"),
+            "{err}"
+        );
         let err = write(dir.path(), &[split(b"GIF89a", 10)]).unwrap_err();
         assert!(err.to_string().contains("not a PNG"), "{err}");
     }
 
     #[test]
     fn sprite_columns_are_the_ceiling_of_the_square_root() {
-        let got: Vec<usize> = [1, 2, 4, 5, 9, 10, 500].iter().map(|&n| sprite_columns(n)).collect();
+        let got: Vec<usize> = [1, 2, 4, 5, 9, 10, 500]
+            .iter()
+            .map(|&n| sprite_columns(n))
+            .collect();
         assert_eq!(got, vec![1, 2, 2, 3, 3, 4, 23]);
     }
 
