@@ -132,3 +132,154 @@ fn broken_image_folders_give_clear_errors() {
     assert!(!out.status.success());
     assert!(all.contains("1 of 41 image files"), "{all}");
 }
+
+/// Opens report pages in headless Chromium (scripts/check-report-pages.py): every image loads and
+/// has a non-trivial size. Skipped without `METRICBENCH_CHROMIUM` (scripts/test.sh sets it).
+fn check_pages_in_chromium(pages: &[&Path]) {
+    let Some(chromium) = std::env::var_os("METRICBENCH_CHROMIUM") else {
+        println!("skipping the headless-Chromium page check: METRICBENCH_CHROMIUM is not set");
+        return;
+    };
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/check-report-pages.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(chromium)
+        .args(pages)
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert_eq!(all.matches("ok ").count(), pages.len(), "{all}");
+}
+
+fn pixel(img: &image::RgbImage, x: usize, y: usize) -> [u8; 3] {
+    img.get_pixel(x as u32, y as u32).0
+}
+
+/// The pictures of a trained fold on an image dataset: the Projector's sprite (read back by
+/// TensorBoard's plugin when the Python reference is there), the retrieval grid (its frames agree
+/// with its table) and the t-SNE map, all shown by `metricbench report` and loaded in Chromium.
+#[test]
+fn pictures_of_an_image_run_reach_the_report() {
+    let data = tempfile::tempdir().unwrap();
+    image_folder(data.path(), 16, 6);
+    let experiments = tempfile::tempdir().unwrap();
+    let out = run(
+        experiments.path(),
+        data.path(),
+        &[
+            "--num_epochs_train",
+            "1",
+            "--save_embeddings_for_projector",
+            "12",
+            "--save_retrieval_grid",
+            "{queries: 4, k: 3}",
+            "--eval_size_of_tsne",
+            "40",
+            "--splits_to_eval",
+            "[val, test]",
+        ],
+    );
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    let exp = experiments.path().join("images");
+    let fold = std::fs::read_dir(&exp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("visualisations").is_dir())
+        .unwrap_or_else(|| panic!("no fold with visualisations in {}", exp.display()));
+
+    // Sprite: 12 samples, 4 per row of 64-pixel thumbnails.
+    let tb = fold.join("tensorboard_logs");
+    let config = std::fs::read_to_string(tb.join("projector_config.pbtxt")).unwrap();
+    assert!(
+        config.contains(
+            "  sprite {\n    image_path: \"test_sprite.png\"\n    single_image_dim: 64\n    \
+             single_image_dim: 64\n  }\n"
+        ),
+        "{config}"
+    );
+    let sprite = image::open(tb.join("test_sprite.png")).unwrap().into_rgb8();
+    assert_eq!(sprite.dimensions(), (256, 192));
+    if let Some(python) = std::env::var_os("METRICBENCH_PYREF") {
+        let read = Command::new(python)
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/read_projector.py"))
+            .arg(&tb)
+            .output()
+            .unwrap();
+        let said = text(&read);
+        assert!(read.status.success(), "{said}");
+        let line = said
+            .lines()
+            .find(|l| l.starts_with("sprite test size=256,192 thumbnail=64,64 colours="))
+            .unwrap_or_else(|| panic!("{said}"));
+        assert_eq!(line.split('|').count(), 12, "{line}");
+    }
+
+    // Retrieval grid: 4 rows of a query and 3 results; frames green or red as the table says.
+    let vis = fold.join("visualisations");
+    let csv = std::fs::read_to_string(vis.join("retrieval_test.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert_eq!(rows.len(), 4, "{csv}");
+    let grid = image::open(vis.join("retrieval_test.png"))
+        .unwrap()
+        .into_rgb8();
+    // Tiles of 96 pixels in 4-pixel frames, 6 pixels apart, 18 more after the query.
+    let (cell, gap) = (104, 6);
+    assert_eq!(
+        grid.dimensions(),
+        (
+            (gap + cell + 18 + 3 * (cell + gap)) as u32,
+            (gap + 4 * (cell + gap)) as u32
+        )
+    );
+    let mut aps = Vec::new();
+    for (r, row) in rows.iter().enumerate() {
+        let cells: Vec<&str> = row.split(',').collect();
+        aps.push(cells[4].parse::<f64>().unwrap());
+        let y = gap + r * (cell + gap) + 1;
+        assert_eq!(
+            pixel(&grid, gap + 1, y),
+            [90, 90, 90],
+            "query frame of row {r}"
+        );
+        let correct: Vec<&str> = cells[6].split(' ').collect();
+        assert_eq!(correct.len(), 3, "{row}");
+        for (c, flag) in correct.iter().enumerate() {
+            let x = gap + cell + 18 + c * (cell + gap) + 1;
+            let want = if *flag == "1" {
+                [44, 160, 44]
+            } else {
+                [214, 39, 40]
+            };
+            assert_eq!(pixel(&grid, x, y), want, "row {r} result {c}: {row}");
+        }
+    }
+    assert!(aps.windows(2).all(|w| w[0] <= w[1]), "worst first: {aps:?}");
+
+    // t-SNE: 40 of the 48 test samples.
+    let map = std::fs::read_to_string(vis.join("tsne_test.csv")).unwrap();
+    assert!(map.starts_with("x,y,label,index\n"), "{map}");
+    assert_eq!(map.lines().count(), 41);
+
+    let report = Command::new(env!("CARGO_BIN_EXE_metricbench"))
+        .arg("report")
+        .arg(&exp)
+        .output()
+        .unwrap();
+    assert!(report.status.success(), "{}", text(&report));
+    let stem = fold.file_name().unwrap().to_string_lossy().into_owned();
+    let html = std::fs::read_to_string(exp.join("report.html")).unwrap();
+    for figure in [
+        format!("report_figures/retrieval_test_{stem}.png"),
+        format!("report_figures/tsne_test_{stem}.svg"),
+        format!("report_figures/tsne_test_{stem}.png"),
+    ] {
+        assert!(html.contains(&figure), "{figure} not in the page");
+        assert!(exp.join(&figure).is_file(), "{figure} missing");
+    }
+    assert!(html.contains("Worst-served queries on test"));
+    check_pages_in_chromium(&[&exp.join("report.html")]);
+}

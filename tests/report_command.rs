@@ -375,6 +375,12 @@ fn a_real_run_reports_its_objective_and_writes_projector_files() {
         .args(["--num_epochs_train", "1", "--iterations_per_epoch", "5"])
         .args(["--num_training_sets", "2", "--device", "cpu"])
         .args(["--save_embeddings_for_projector", "20"])
+        .args([
+            "--eval_size_of_tsne",
+            "30",
+            "--save_retrieval_grid",
+            "{queries: 3}",
+        ])
         .output()
         .unwrap();
     let (stdout, stderr) = text(&out);
@@ -418,6 +424,19 @@ fn a_real_run_reports_its_objective_and_writes_projector_files() {
             let rows = std::fs::read_to_string(tb.join(format!("{split}_embeddings.tsv"))).unwrap();
             assert_eq!(rows.lines().count(), 20);
         }
+        // Synthetic data has no images: no sprite, no grid picture, but the grid's table and the
+        // t-SNE map of the last evaluated split (val: test is not evaluated here).
+        assert!(!config.contains("sprite"), "{config}");
+        let vis = entry.path().join("visualisations");
+        let grid = std::fs::read_to_string(vis.join("retrieval_val.csv")).unwrap();
+        assert_eq!(grid.lines().count(), 4, "{grid}");
+        assert!(!vis.join("retrieval_val.png").exists());
+        let map = std::fs::read_to_string(vis.join("tsne_val.csv")).unwrap();
+        assert_eq!(map.lines().count(), 31, "{map}");
+        let stem = entry.file_name().to_string_lossy().into_owned();
+        assert!(exp
+            .join(format!("report_figures/tsne_val_{stem}.svg"))
+            .is_file());
     }
     assert_eq!(folds, 2);
     check_pages_in_chromium(&[&exp.join("report.html")]);

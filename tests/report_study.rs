@@ -231,13 +231,36 @@ fn check_pages_in_chromium(pages: &[&Path]) {
     );
 }
 
-/// The Projector files as TensorBoard's Projector plugin reads them.
+/// The Projector files as TensorBoard's Projector plugin reads them, the sprite served by the
+/// plugin itself: 5 thumbnails of 6x4 pixels, 3 per row, each a colour of its own, so the order
+/// the Projector slices them in is checked against the metadata order.
 #[test]
 fn projector_files_are_read_by_tensorboard() {
-    use metricbench_protocol::projector::{write, ProjectedSplit};
+    use metricbench_protocol::projector::{write, ProjectedSplit, Sprite};
+    use resvg::tiny_skia::{Color, Pixmap, Rect, Transform};
     let dir = tempfile::tempdir().unwrap();
     let val: Vec<f32> = (0..12).map(|i| i as f32 * 0.5 - 1.0).collect();
-    let test: Vec<f32> = (0..6).map(|i| i as f32).collect();
+    let test: Vec<f32> = (0..10).map(|i| i as f32).collect();
+    let colours: [(u8, u8, u8); 5] = [
+        (255, 0, 0),
+        (0, 255, 0),
+        (0, 0, 255),
+        (255, 255, 0),
+        (0, 255, 255),
+    ];
+    let mut atlas = Pixmap::new(18, 8).unwrap();
+    for (i, (r, g, b)) in colours.iter().enumerate() {
+        let (x, y) = ((i % 3) as f32 * 6.0, (i / 3) as f32 * 4.0);
+        let mut paint = resvg::tiny_skia::Paint::default();
+        paint.set_color(Color::from_rgba8(*r, *g, *b, 255));
+        atlas.fill_rect(
+            Rect::from_xywh(x, y, 6.0, 4.0).unwrap(),
+            &paint,
+            Transform::identity(),
+            None,
+        );
+    }
+    let png = atlas.encode_png().unwrap();
     write(
         dir.path(),
         &[
@@ -247,13 +270,19 @@ fn projector_files_are_read_by_tensorboard() {
                 dim: 3,
                 labels: &[0, 0, 1, 1],
                 indices: &[4, 5, 6, 7],
+                sprite: None,
             },
             ProjectedSplit {
                 split: "test",
                 embeddings: &test,
                 dim: 2,
-                labels: &[5, 6, 7],
-                indices: &[0, 1, 2],
+                labels: &[5, 6, 7, 8, 9],
+                indices: &[0, 1, 2, 3, 4],
+                sprite: Some(Sprite {
+                    png: &png,
+                    thumbnail_width: 6,
+                    thumbnail_height: 4,
+                }),
             },
         ],
     )
@@ -277,7 +306,15 @@ fn projector_files_are_read_by_tensorboard() {
         "{all}"
     );
     assert!(
-        all.contains("embedding test shape=3,2 values=0,5 metadata_rows=3"),
+        all.contains("embedding test shape=5,2 values=0,9 metadata_rows=5"),
         "{all}"
     );
+    assert!(
+        all.contains(
+            "sprite test size=18,8 thumbnail=6,4 \
+             colours=255.0.0|0.255.0|0.0.255|255.255.0|0.255.255"
+        ),
+        "{all}"
+    );
+    assert!(!all.contains("sprite val"), "{all}");
 }

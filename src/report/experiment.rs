@@ -1,11 +1,13 @@
 //! The report of one experiment (`metricbench report EXPERIMENT`, also a study's trial): a printed
 //! summary — per fold and split the best epoch and its metrics, the mean ± standard error over
 //! folds, the ensemble — and `report.html` with loss curves (raw and smoothed), accuracy per epoch
-//! with the best epoch marked, learning rates and the split composition of each fold.
+//! with the best epoch marked, learning rates, the worker's pictures (retrieval grid, t-SNE map)
+//! and the split composition of each fold.
 
 use super::charts::{self, LineChart, Marker, Series, Style};
 use super::html::{escape, Page};
 use super::records::{ExperimentRecords, FoldRecords, Table};
+use super::visualisations;
 use anyhow::Result;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -497,6 +499,13 @@ pub fn write_report(
         if !lr.is_empty() {
             page.figure(&format!("learning_rate_{stem}"), &lr.to_svg()?)?;
         }
+        let mut picture_problems = Vec::new();
+        let pictures =
+            visualisations::read(&records.folder.join(&fold.name), &mut picture_problems);
+        if !picture_problems.is_empty() {
+            page.list(&picture_problems);
+        }
+        visualisations::add_to_page(&mut page, &pictures, &fold.name, &stem)?;
         if !fold.splits.is_empty() {
             let rows: Vec<Vec<String>> = fold
                 .splits

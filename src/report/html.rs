@@ -93,11 +93,40 @@ impl Page {
         Ok(())
     }
 
+    /// Copies a PNG drawn elsewhere (e.g. by the worker) to `report_figures/<name>.png`, so the
+    /// report folder is complete on its own, and shows it at its own size (narrowed to the page
+    /// when wider).
+    pub fn picture(&mut self, name: &str, png: &Path) -> Result<()> {
+        let bytes = std::fs::read(png).with_context(|| format!("cannot read {}", png.display()))?;
+        let (w, h) =
+            png_size(&bytes).with_context(|| format!("{} is not a PNG image", png.display()))?;
+        crate::fsutil::write_atomic(
+            &self.folder.join(FIGURES).join(format!("{name}.png")),
+            &bytes,
+        )?;
+        self.html.push_str(&format!(
+            "<figure><img src=\"{FIGURES}/{n}.png\" width=\"{w}\" height=\"{h}\" \
+             style=\"max-width:100%;height:auto\" alt=\"{n}\"></figure>\n",
+            n = escape(name)
+        ));
+        Ok(())
+    }
+
     /// Writes `report.html` atomically.
     pub fn finish(mut self) -> Result<()> {
         self.html.push_str("</body></html>\n");
         crate::fsutil::write_atomic(&self.folder.join("report.html"), self.html.as_bytes())
     }
+}
+
+/// Width and height from a PNG's IHDR chunk.
+fn png_size(png: &[u8]) -> Option<(u32, u32)> {
+    if png.len() < 24 || &png[..8] != b"\x89PNG\r\n\x1a\n" || &png[12..16] != b"IHDR" {
+        return None;
+    }
+    let w = u32::from_be_bytes(png[16..20].try_into().ok()?);
+    let h = u32::from_be_bytes(png[20..24].try_into().ok()?);
+    Some((w, h))
 }
 
 /// The `width` and `height` attributes of the root `<svg>` element.

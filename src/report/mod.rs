@@ -1,12 +1,14 @@
 //! Reports people look at: the experiment report (`metricbench report EXPERIMENT`) and the pieces
 //! shared with the study report — reading records back, line charts, HTML pages with SVG figures
-//! and their PNG twins rendered with an embedded font.
+//! and their PNG twins rendered with an embedded font — plus the worker's pictures of a fold
+//! (retrieval grid, t-SNE map) in the experiment report.
 
 pub mod charts;
 pub mod experiment;
 pub mod html;
 pub mod png;
 pub mod records;
+pub mod visualisations;
 
 use anyhow::{Context, Result};
 use std::path::Path;

@@ -38,6 +38,7 @@ mod tensorboard;
 mod testers;
 mod trainers;
 mod tuples;
+mod visualisation;
 
 use errors::kind_of;
 use events::{emit, listen_for_commands, StopFlag};

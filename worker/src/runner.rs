@@ -16,6 +16,7 @@ use crate::spec::Config;
 use crate::splits::{self, class_ranges, CrossValidation, SplitScheme};
 use crate::testers;
 use crate::trainers;
+use crate::visualisation::{self, FoldPictures, VisualisationSettings};
 use anyhow::{Context, Result};
 use metricbench_protocol::protocol::{
     metric_value, Action, Event, FoldResult, Job, Metrics, Objective,
@@ -130,6 +131,8 @@ fn prepare(job: &Job) -> Result<Prepared<'_>> {
     let cfg = Config(&job.config);
     let settings = Settings::from_config(&cfg)?;
     trainers::method_name(&cfg)?;
+    // Bad picture settings fail now, not after training.
+    VisualisationSettings::from_config(&cfg)?;
     let device = parse_device(cfg.str("device", "auto")?)?;
     tch::manual_seed(settings.seed as i64);
     // The image pipeline produces what the trunk declares it wants (trunks over feature vectors
@@ -231,15 +234,15 @@ impl Prepared<'_> {
 
 /// `save_embeddings_for_projector: N`: the best model's embeddings of N samples per split (spread
 /// evenly over the split) with their labels, for TensorBoard's Projector, in the fold's
-/// `tensorboard_logs/` (the Projector reads a run's folder). The datasets carry no images yet,
-/// so no sprite is written.
+/// `tensorboard_logs/` (the Projector reads a run's folder); for datasets of images, with a sprite
+/// of the samples' thumbnails.
 fn save_projector_embeddings(
     p: &Prepared,
     ctx: &FoldContext,
     scheme: &SplitScheme,
     n: usize,
 ) -> Result<()> {
-    use metricbench_protocol::projector::{self, ProjectedSplit};
+    use metricbench_protocol::projector::{self, ProjectedSplit, Sprite};
     if n == 0 || checkpoints::best_epoch(&ctx.models_folder()).is_none() {
         return Ok(());
     }
@@ -264,19 +267,50 @@ fn save_projector_embeddings(
         let dim = e.size().last().copied().unwrap_or(0) as usize;
         let values = Vec::<f32>::try_from(e.to_kind(tch::Kind::Float).flatten(0, -1))?;
         let labels: Vec<i64> = picked.iter().map(|&i| p.labels[i]).collect();
-        data.push((split.clone(), values, dim, labels, picked));
+        let sprite = visualisation::sprite::sprite(p.dataset.as_ref(), &picked)?;
+        data.push((split.clone(), values, dim, labels, picked, sprite));
     }
     let splits: Vec<ProjectedSplit> = data
         .iter()
-        .map(|(split, values, dim, labels, picked)| ProjectedSplit {
-            split,
-            embeddings: values,
-            dim: *dim,
-            labels,
-            indices: picked,
-        })
+        .map(
+            |(split, values, dim, labels, picked, sprite)| ProjectedSplit {
+                split,
+                embeddings: values,
+                dim: *dim,
+                labels,
+                indices: picked,
+                sprite: sprite.as_ref().map(|(png, side)| Sprite {
+                    png,
+                    thumbnail_width: *side,
+                    thumbnail_height: *side,
+                }),
+            },
+        )
         .collect();
     projector::write(&ctx.folder.join("tensorboard_logs"), &splits)
+}
+
+/// The retrieval grid and the t-SNE map of the fold's best checkpoint (`visualisation`), when the
+/// config asks for them and the fold has a best checkpoint.
+fn save_visualisations(p: &Prepared, ctx: &FoldContext, splits_to_eval: &[String]) -> Result<()> {
+    let settings = VisualisationSettings::from_config(&p.cfg)?;
+    if !settings.any() || checkpoints::best_epoch(&ctx.models_folder()).is_none() {
+        return Ok(());
+    }
+    let (_, trunk, embedder) = p.best_models(ctx)?;
+    FoldPictures {
+        dataset: p.dataset.as_ref(),
+        label_level: p.settings.label_level,
+        splits: &ctx.scheme.splits,
+        splits_to_eval,
+        trunk: &trunk,
+        embedder: (!p.settings.eval.use_trunk_output).then_some(&embedder),
+        eval: &p.settings.eval,
+        device: p.device,
+        folder: &ctx.folder,
+    }
+    .save(&settings)
+    .with_context(|| format!("fold {}", ctx.scheme.name))
 }
 
 /// Runs a job and returns its `result` event.
@@ -322,6 +356,7 @@ fn train(job: &Job, p: &Prepared, stop: &StopFlag) -> Result<Event> {
             save_projector_embeddings(p, &ctx, scheme, n)
                 .with_context(|| format!("fold {}: embeddings for the Projector", scheme.name))?;
         }
+        save_visualisations(p, &ctx, &job.splits_to_eval)?;
         if stop.requested() {
             break;
         }
@@ -387,6 +422,7 @@ fn evaluate(job: &Job, p: &Prepared) -> Result<Event> {
             best_epoch: epoch,
             metrics: reported,
         });
+        save_visualisations(p, &ctx, &job.splits_to_eval)?;
     }
     write_meta_logs(p, &job.splits_to_eval)?;
     Ok(result_event(&p.settings, folds))

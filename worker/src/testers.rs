@@ -25,7 +25,7 @@ pub enum ReferenceSet {
 }
 
 impl ReferenceSet {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             ReferenceSet::CompareToSelf => "compared_to_self",
             ReferenceSet::SetsCombined => "compared_to_sets_combined",
@@ -347,32 +347,15 @@ pub struct EmbeddedSplit {
     pub labels: Vec<Vec<i64>>,
 }
 
-/// The query and reference sets of `split` under `reference_set`: reference rows, labels per
-/// level, and whether the queries are the reference's first rows.
-fn reference_for(
-    split: &str,
-    embedded: &BTreeMap<String, EmbeddedSplit>,
-    splits_to_eval: &[String],
+/// The splits whose samples make up the reference set of `split` under `reference_set`, in
+/// order, and whether the queries are the reference's first rows.
+pub fn reference_splits<'s>(
+    split: &'s str,
+    splits_to_eval: &'s [String],
     reference_set: ReferenceSet,
-) -> Result<(Tensor, Vec<Vec<i64>>, bool)> {
-    let query = &embedded[split];
-    let combine = |names: Vec<&str>| {
-        let parts: Vec<&Tensor> = names.iter().map(|n| &embedded[*n].embeddings).collect();
-        let levels = query.labels.len();
-        let labels = (0..levels)
-            .map(|l| {
-                names
-                    .iter()
-                    .flat_map(|n| embedded[*n].labels[l].iter().copied())
-                    .collect()
-            })
-            .collect();
-        (Tensor::cat(&parts, 0), labels)
-    };
-    Ok(match reference_set {
-        ReferenceSet::CompareToSelf => {
-            (query.embeddings.shallow_clone(), query.labels.clone(), true)
-        }
+) -> (Vec<&'s str>, bool) {
+    match reference_set {
+        ReferenceSet::CompareToSelf => (vec![split], true),
         ReferenceSet::SetsCombined => {
             // The query split first: PML requires the queries to be the reference's first rows.
             let mut names = vec![split];
@@ -382,20 +365,45 @@ fn reference_for(
                     .map(String::as_str)
                     .filter(|n| *n != split),
             );
-            let (e, l) = combine(names);
-            (e, l, true)
+            (names, true)
         }
-        ReferenceSet::TrainingSet => {
-            let train = embedded.get("train").ok_or_else(|| {
-                config_error("eval_reference_set compared_to_training_set needs a `train` split")
-            })?;
-            (
-                train.embeddings.shallow_clone(),
-                train.labels.clone(),
-                split == "train",
-            )
-        }
-    })
+        ReferenceSet::TrainingSet => (vec!["train"], split == "train"),
+    }
+}
+
+/// The query and reference sets of `split` under `reference_set`: reference rows, labels per
+/// level, and whether the queries are the reference's first rows.
+fn reference_for(
+    split: &str,
+    embedded: &BTreeMap<String, EmbeddedSplit>,
+    splits_to_eval: &[String],
+    reference_set: ReferenceSet,
+) -> Result<(Tensor, Vec<Vec<i64>>, bool)> {
+    let query = &embedded[split];
+    let (names, riq) = reference_splits(split, splits_to_eval, reference_set);
+    if names.len() == 1 && names[0] == split {
+        return Ok((query.embeddings.shallow_clone(), query.labels.clone(), riq));
+    }
+    let mut parts = Vec::new();
+    for n in &names {
+        parts.push(embedded.get(*n).ok_or_else(|| {
+            config_error(format!(
+                "eval_reference_set {} needs a `{n}` split",
+                reference_set.name()
+            ))
+        })?);
+    }
+    let levels = query.labels.len();
+    let labels = (0..levels)
+        .map(|l| {
+            parts
+                .iter()
+                .flat_map(|p| p.labels[l].iter().copied())
+                .collect()
+        })
+        .collect();
+    let embeddings: Vec<&Tensor> = parts.iter().map(|p| &p.embeddings).collect();
+    Ok((Tensor::cat(&embeddings, 0), labels, riq))
 }
 
 /// Accuracies of `query` against `reference` with the configured tester, at `level`.

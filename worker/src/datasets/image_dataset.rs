@@ -271,6 +271,10 @@ impl Dataset for ImageDataset {
         Ok(Tensor::from_slice(&buffer).view([indices.len() as i64, 3, h as i64, w as i64]))
     }
 
+    fn image_file(&self, sample: usize) -> Option<&Path> {
+        self.listing.files.get(sample).map(|p| p.as_path())
+    }
+
     fn predefined_splits(&self) -> Option<Vec<(String, Vec<usize>)>> {
         self.listing.predefined_splits.clone()
     }

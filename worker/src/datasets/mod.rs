@@ -18,7 +18,7 @@ pub mod stanford_online_products;
 mod summary;
 mod synthetic;
 #[cfg(test)]
-mod test_python;
+pub(crate) mod test_python;
 
 pub use features::Features;
 pub use image_dataset::ImageDataset;
@@ -59,6 +59,13 @@ pub trait Dataset: Send + Sync {
     fn draw_batch(&self, indices: &[usize], train: bool, draw: u64) -> Result<Tensor> {
         let _ = draw;
         self.batch(indices, train)
+    }
+
+    /// The image file of a sample, for datasets of images (pictures of samples: Projector sprites,
+    /// retrieval grids); `None` for feature datasets.
+    fn image_file(&self, sample: usize) -> Option<&Path> {
+        let _ = sample;
+        None
     }
 
     /// The dataset's own split (for `special_split_scheme_name: predefined`), if it has one.

@@ -8,11 +8,13 @@ mod pipeline;
 #[cfg(test)]
 mod reference_tests;
 mod resample;
+mod thumbnail;
 mod to_tensor;
 mod transforms;
 
 pub use decode::{decode, looks_like_image};
 pub use pipeline::ImagePipeline;
+pub use thumbnail::{paste, thumbnail};
 
 /// An 8-bit RGB image, pixels row by row, three bytes each.
 #[derive(Debug, Clone, PartialEq)]
