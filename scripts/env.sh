@@ -11,3 +11,5 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 eval "$("$METRICBENCH_ROOT/scripts/setup-libtorch.sh")"
+# The worker's JPEG decoder assembles its SIMD code with nasm when it is there (setup-nasm.sh).
+"$METRICBENCH_ROOT/scripts/setup-nasm.sh"

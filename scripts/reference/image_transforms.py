@@ -1,6 +1,7 @@
 """Reference values for the image pipeline's tests: torchvision transforms on PIL images.
 
-Writes into OUT_DIR a few generated images (RGB JPEG, RGB PNG, grayscale JPEG, CMYK JPEG) and
+Writes into OUT_DIR a few generated images (RGB JPEGs in three chroma subsamplings, one
+progressive, RGB PNG, grayscale JPEG, CMYK JPEG) and
 manifest.json, one case per entry: the image, a transforms config in metricbench's form, the
 random draws torchvision consumed (recorded by replaying its RNG calls under the same seed and
 checked against its own result), the crop box it chose, and the output tensor (float32,
@@ -43,6 +44,11 @@ def make_images(out):
     Image.fromarray(pattern(300, 400, 3)).convert("L").save(os.path.join(out, "gray.jpg"), quality=92)
     Image.fromarray(pattern(256, 200, 4)).convert("CMYK").save(os.path.join(out, "cmyk.jpg"), quality=92)
     Image.fromarray(pattern(90, 70, 5)).save(os.path.join(out, "small.png"))
+    # Other chroma subsamplings (4:2:2 progressive, 4:4:4), odd sizes that end inside an MCU.
+    Image.fromarray(pattern(411, 297, 6)).save(os.path.join(out, "rgb422p.jpg"), quality=85,
+                                               subsampling=1, progressive=True)
+    Image.fromarray(pattern(389, 503, 7)).save(os.path.join(out, "rgb444.jpg"), quality=80,
+                                               subsampling=0)
 
 
 def to_tensor(img, convention):
@@ -93,7 +99,8 @@ def main(out):
         cases.append(dict(name=name, image=image, transforms=config, convention=convention,
                           draws=list(draws), box=box, shape=list(result.shape)))
 
-    for image in ["rgb.jpg", "rgb.png", "gray.jpg", "cmyk.jpg", "small.png"]:
+    for image in ["rgb.jpg", "rgb.png", "gray.jpg", "cmyk.jpg", "small.png", "rgb422p.jpg",
+                  "rgb444.jpg"]:
         raw = np.asarray(Image.open(os.path.join(out, image)).convert("RGB"))
         raw.tofile(os.path.join(out, image + ".rgb"))
         eval_config = {"Resize": {"size": 256}, "CenterCrop": {"size": 227}}
@@ -110,8 +117,8 @@ def main(out):
     train_config = {"Resize": {"size": 256},
                     "RandomResizedCrop": {"scale": "0.16 1", "ratio": "0.75 1.33", "size": 227},
                     "RandomHorizontalFlip": {"p": 0.5}}
-    for image in ["rgb.png", "rgb.jpg"]:
-        for seed in range(4):
+    for image in ["rgb.png", "rgb.jpg", "rgb422p.jpg", "gray.jpg", "cmyk.jpg"]:
+        for seed in range(8):
             img = Image.open(os.path.join(out, image)).convert("RGB")
             resized = T.Resize(256)(img)
             draws, box = record_crop_draws(resized, (0.16, 1.0), (0.75, 1.33), seed)

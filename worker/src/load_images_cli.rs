@@ -1,7 +1,8 @@
 //! `metricbench-worker load-images`: runs the image pipeline alone over an image folder — decode,
 //! the default (or eval) transforms, batching, prefetching on N threads — and reports images per
 //! second. It measures whether data loading can keep up with training on a given machine, and is
-//! what the image-pipeline benchmark times against PyTorch's DataLoader.
+//! what the image-pipeline benchmark times against PyTorch's DataLoader. Besides images per second
+//! it reports the CPU seconds the process spent on them.
 
 use crate::datasets::{self, with_batches, BatchRequest, BuildOptions};
 use crate::errors::config_error;
@@ -79,7 +80,7 @@ pub fn run(args: &[String]) -> Result<()> {
             draw: k as u64,
         })
         .collect();
-    let start = Instant::now();
+    let (start, cpu_start) = (Instant::now(), process_cpu_seconds());
     let images = with_batches(dataset.as_ref(), &requests, train, workers, |b| {
         let mut images = 0;
         while let Some(batch) = b.next_batch() {
@@ -88,10 +89,25 @@ pub fn run(args: &[String]) -> Result<()> {
         Ok(images)
     })?;
     let seconds = start.elapsed().as_secs_f64();
+    let cpu_seconds = process_cpu_seconds() - cpu_start;
     println!(
         "{}",
         json!({"images": images, "seconds": seconds, "images_per_s": images as f64 / seconds,
-               "workers": workers, "batch_size": batch_size, "train": train})
+               "cpu_seconds": cpu_seconds, "workers": workers, "batch_size": batch_size,
+               "train": train})
     );
     Ok(())
+}
+
+/// User + system CPU seconds of the whole process (every thread) so far: the cost of the work,
+/// which unlike images per second does not depend on what else the machine is running.
+fn process_cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes into the struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }

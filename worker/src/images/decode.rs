@@ -1,66 +1,64 @@
 //! Decoding JPEG and PNG files to 8-bit RGB, as PIL's `Image.open(path).convert("RGB")`: grayscale
 //! is replicated into the three channels, CMYK JPEGs are converted to RGB, alpha is dropped.
 
-use super::RgbImage;
+use super::jpeg::JpegReader;
+use super::{Rect, RgbImage, Window};
 use anyhow::{anyhow, Result};
 
-/// Decodes an encoded JPEG or PNG (format told by its magic bytes) to RGB.
+/// An encoded image whose size is known and whose pixels are decoded on demand: a JPEG decodes
+/// little more than the part asked for (`super::jpeg`), a PNG is decoded whole up front.
+pub enum Decoder<'a> {
+    Jpeg(JpegReader<'a>),
+    Decoded(RgbImage),
+}
+
+impl<'a> Decoder<'a> {
+    /// Reads the header of an encoded JPEG or PNG (format told by its magic bytes).
+    pub fn new(bytes: &'a [u8]) -> Result<Decoder<'a>> {
+        let decoder = if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+            Decoder::Jpeg(JpegReader::new(bytes)?)
+        } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+            let rgb =
+                image::load_from_memory_with_format(bytes, image::ImageFormat::Png)?.into_rgb8();
+            Decoder::Decoded(RgbImage {
+                width: rgb.width() as usize,
+                height: rgb.height() as usize,
+                data: rgb.into_raw(),
+            })
+        } else {
+            return Err(anyhow!("not a JPEG or PNG file (unrecognised first bytes)"));
+        };
+        let (width, height) = decoder.size();
+        if width == 0 || height == 0 {
+            return Err(anyhow!("the image has no pixels ({width}x{height})"));
+        }
+        Ok(decoder)
+    }
+
+    /// `(width, height)` of the image.
+    pub fn size(&self) -> (usize, usize) {
+        match self {
+            Decoder::Jpeg(reader) => reader.size(),
+            Decoder::Decoded(image) => (image.width, image.height),
+        }
+    }
+
+    /// At least the pixels of `rect`, with the values a full decode gives them.
+    pub fn decode(self, rect: Rect) -> Result<Window> {
+        match self {
+            Decoder::Jpeg(reader) => reader.decode(rect),
+            Decoder::Decoded(image) => Ok(Window::whole(image)),
+        }
+    }
+}
+
+/// Decodes an encoded JPEG or PNG to RGB, as PIL's `Image.open(f).convert("RGB")` (the pipeline
+/// decodes through `Decoder`, only what its transforms read).
+#[cfg(test)]
 pub fn decode(bytes: &[u8]) -> Result<RgbImage> {
-    let image = if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        decode_jpeg(bytes)?
-    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        let rgb = image::load_from_memory_with_format(bytes, image::ImageFormat::Png)?.into_rgb8();
-        RgbImage {
-            width: rgb.width() as usize,
-            height: rgb.height() as usize,
-            data: rgb.into_raw(),
-        }
-    } else {
-        return Err(anyhow!("not a JPEG or PNG file (unrecognised first bytes)"));
-    };
-    if image.width == 0 || image.height == 0 {
-        return Err(anyhow!(
-            "the image has no pixels ({}x{})",
-            image.width,
-            image.height
-        ));
-    }
-    Ok(image)
-}
-
-/// PIL's CMYK to RGB: `(255 - k) - c * (255 - k) / 255` with its rounded division by 255.
-fn cmyk_to_rgb(c: u8, k: u8) -> u8 {
-    let nk = 255 - k as u32;
-    let t = c as u32 * nk + 128;
-    (nk - ((t + (t >> 8)) >> 8)) as u8
-}
-
-fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage> {
-    let mut decoder = jpeg_decoder::Decoder::new(bytes);
-    let pixels = decoder.decode()?;
-    let info = decoder
-        .info()
-        .ok_or_else(|| anyhow!("JPEG without a frame header"))?;
-    let data = match info.pixel_format {
-        jpeg_decoder::PixelFormat::RGB24 => pixels,
-        jpeg_decoder::PixelFormat::L8 => pixels.iter().flat_map(|&v| [v, v, v]).collect(),
-        jpeg_decoder::PixelFormat::CMYK32 => pixels
-            .chunks_exact(4)
-            .flat_map(|p| [p[0], p[1], p[2]].map(|c| cmyk_to_rgb(c, p[3])))
-            .collect(),
-        jpeg_decoder::PixelFormat::L16 => {
-            return Err(anyhow!("12-bit JPEGs are not supported (8-bit only)"))
-        }
-    };
-    let (width, height) = (info.width as usize, info.height as usize);
-    if data.len() != width * height * 3 {
-        return Err(anyhow!("JPEG decoded to a wrong number of pixels"));
-    }
-    Ok(RgbImage {
-        width,
-        height,
-        data,
-    })
+    let decoder = Decoder::new(bytes)?;
+    let (width, height) = decoder.size();
+    Ok(decoder.decode(Rect::full(width, height))?.image)
 }
 
 /// Whether the first bytes of a file are those of a JPEG or PNG file: a cheap check made when a

@@ -4,6 +4,7 @@
 //! (`crate::datasets::ImageDataset`) use it per sample; it knows nothing about labels or layouts.
 
 mod decode;
+mod jpeg;
 mod pipeline;
 #[cfg(test)]
 mod reference_tests;
@@ -12,7 +13,9 @@ mod thumbnail;
 mod to_tensor;
 mod transforms;
 
-pub use decode::{decode, looks_like_image};
+#[cfg(test)]
+pub use decode::decode;
+pub use decode::{looks_like_image, Decoder};
 pub use pipeline::ImagePipeline;
 pub use thumbnail::{paste, thumbnail};
 
@@ -59,6 +62,32 @@ impl RgbImage {
                 }
             }
         }
+    }
+}
+
+/// Decoded pixels of part of an image: `image` holds the image's pixels from column `x`, row `y`
+/// on (a decoder may decode more than it was asked for, never less).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    pub image: RgbImage,
+    pub x: usize,
+    pub y: usize,
+}
+
+impl Window {
+    /// A whole image as a window.
+    pub fn whole(image: RgbImage) -> Window {
+        Window { image, x: 0, y: 0 }
+    }
+
+    /// The pixels of `rect` (in the full image's coordinates), which must lie inside the window.
+    pub fn crop(&self, rect: Rect) -> RgbImage {
+        debug_assert!(rect.x >= self.x && rect.y >= self.y);
+        self.image.crop(Rect {
+            x: rect.x - self.x,
+            y: rect.y - self.y,
+            ..rect
+        })
     }
 }
 

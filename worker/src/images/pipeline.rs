@@ -3,7 +3,7 @@
 //! sample's augmentation depends on which draw it is, never on which thread computed it.
 
 use super::transforms::{CropDraws, Transforms};
-use super::{decode, to_tensor::write_chw};
+use super::{to_tensor::write_chw, Decoder};
 use crate::errors::config_error;
 use crate::input_convention::InputConvention;
 use anyhow::Result;
@@ -97,10 +97,12 @@ impl ImagePipeline {
         draw_key: u64,
         out: &mut [f32],
     ) -> Result<()> {
-        let image = decode(bytes)?;
+        let decoder = Decoder::new(bytes)?;
+        let size = decoder.size();
         let transforms = if train { &self.train } else { &self.eval };
         let mut draws = SeededDraws(ChaCha8Rng::seed_from_u64(mix(mix(self.seed) ^ draw_key)));
-        let image = transforms.apply(image, &mut draws);
+        // Only the part of the image the transforms read is decoded.
+        let image = transforms.apply_lazy(size, move |rect| decoder.decode(rect), &mut draws)?;
         debug_assert_eq!((image.height, image.width), self.size);
         write_chw(&image, &self.convention, out);
         Ok(())

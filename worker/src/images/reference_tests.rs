@@ -6,7 +6,7 @@
 
 use super::to_tensor::write_chw;
 use super::transforms::{random_resized_crop_box, CropDraws, Transforms};
-use super::{decode, Rect};
+use super::{decode, Decoder, Rect};
 use crate::input_convention::InputConvention;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -134,32 +134,27 @@ fn crop_boxes_match_torchvision_for_recorded_draws() {
 #[test]
 fn decoding_matches_pil() {
     let (dir, _) = reference_or_skip!();
-    // PNG decoding is exact. JPEG decoders differ from libjpeg-turbo in IDCT rounding: a few
-    // hundred pixels of a 500x375 photo are 3 levels off, which resampling averages out (the
-    // transform cases below hold JPEGs to 2 levels).
-    for (name, tolerance) in [
-        ("rgb.png", 0),
-        ("small.png", 0),
-        ("rgb.jpg", 3),
-        ("gray.jpg", 2),
-        ("cmyk.jpg", 2),
+    // libjpeg-turbo is PIL's decoder too: every pixel is identical, whatever the chroma
+    // subsampling, progressive or not, grayscale or CMYK.
+    for name in [
+        "rgb.png",
+        "small.png",
+        "rgb.jpg",
+        "rgb422p.jpg",
+        "rgb444.jpg",
+        "gray.jpg",
+        "cmyk.jpg",
     ] {
         let ours = decode(&std::fs::read(dir.path().join(name)).unwrap()).unwrap();
         let pil = std::fs::read(dir.path().join(format!("{name}.rgb"))).unwrap();
         assert_eq!(ours.data.len(), pil.len(), "{name}: size");
-        let max = ours
-            .data
-            .iter()
-            .zip(&pil)
-            .map(|(a, b)| a.abs_diff(*b))
-            .max()
-            .unwrap();
-        assert!(max <= tolerance, "{name}: largest difference {max}");
+        let differing = ours.data.iter().zip(&pil).filter(|(a, b)| a != b).count();
+        assert_eq!(differing, 0, "{name}: {differing} values differ from PIL's");
     }
 }
 
-/// Every reference case: sizes exact, pixels within the tolerance (exact for PNGs, whose decoding
-/// is exact), normalised values bit-identical where the pixels are.
+/// Every reference case, through the pipeline's own path (the decoder decoding only the window
+/// the transforms read): sizes exact and every value bit-identical, JPEGs included.
 #[test]
 fn transforms_match_torchvision() {
     let (dir, manifest) = reference_or_skip!();
@@ -171,16 +166,21 @@ fn transforms_match_torchvision() {
             _ => InputConvention::BN_INCEPTION,
         };
         let transforms = Transforms::parse("transforms/test", &case["transforms"]).unwrap();
-        let decoded = decode(&std::fs::read(dir.path().join(image)).unwrap()).unwrap();
+        let bytes = std::fs::read(dir.path().join(image)).unwrap();
+        let decoder = Decoder::new(&bytes).unwrap();
+        let size = decoder.size();
         let draws = floats(&case["draws"]);
         let mut recorded = Recorded(draws.clone(), 0);
-        let out = transforms.apply(decoded, &mut recorded);
+        let out = transforms
+            .apply_lazy(size, move |rect| decoder.decode(rect), &mut recorded)
+            .unwrap();
         assert_eq!(recorded.1, draws.len(), "{name}: every draw consumed");
         let shape: Vec<usize> = floats(&case["shape"]).iter().map(|&x| x as usize).collect();
         assert_eq!(vec![3, out.height, out.width], shape, "{name}: size");
         let mut ours = vec![0f32; 3 * out.width * out.height];
         write_chw(&out, &convention, &mut ours);
         let theirs = read_f32(&dir.path().join(format!("{name}.bin")));
+        assert_eq!(ours.len(), theirs.len(), "{name}: values");
         let plane = out.width * out.height;
         let mut worst = 0f32;
         let mut differing = 0;
@@ -191,17 +191,9 @@ fn transforms_match_torchvision() {
             worst = worst.max(levels);
             differing += usize::from(a.to_bits() != b.to_bits());
         }
-        if image.ends_with(".png") {
-            assert_eq!(differing, 0, "{name}: PNG results must be bit-identical");
-        } else {
-            // Resize + CenterCrop averages the decoders' 3-level differences down to 2; a train
-            // crop enlarged past its source size can carry a raw decoding difference through.
-            let tolerance = if case["draws"].as_array().unwrap().is_empty() {
-                2.0
-            } else {
-                3.0
-            };
-            assert!(worst <= tolerance + 1e-3, "{name}: {worst} levels apart");
-        }
+        assert_eq!(
+            differing, 0,
+            "{name}: {differing} values differ from torchvision's, up to {worst} levels"
+        );
     }
 }

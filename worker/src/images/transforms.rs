@@ -7,8 +7,8 @@
 //! the cropped part (same values, less work: the default train pipeline resizes to 341x256 and
 //! then keeps a random fraction of it).
 
-use super::resample::resize;
-use super::{Rect, RgbImage};
+use super::resample::{resize, source_needed};
+use super::{Rect, RgbImage, Window};
 use crate::errors::config_error;
 use crate::spec::Spec;
 use anyhow::Result;
@@ -242,30 +242,53 @@ pub fn resize_size(target: ResizeTarget, width: usize, height: usize) -> (usize,
 }
 
 /// An image with at most one resize and one crop not yet computed: the logical image is `view`
-/// of (`image` resized as `resize` says, or `image` itself).
-struct Staged {
-    image: RgbImage,
-    /// Pending resize: the part of `image` that is resized, and the output width and height.
+/// of (the source resized as `resize` says, or the source itself). The source's pixels are
+/// loaded when first needed, and then only the part that the pending resize or crop reads.
+struct Staged<L> {
+    /// The source's pixels, once loaded; after the first materialisation, the current image.
+    window: Option<Window>,
+    load: Option<L>,
+    /// Pending resize: the part of the source that is resized, and the output width and height.
     resize: Option<(Rect, usize, usize)>,
     view: Rect,
 }
 
-impl Staged {
+impl<L: FnOnce(Rect) -> Result<Window>> Staged<L> {
     fn size(&self) -> (usize, usize) {
         (self.view.width, self.view.height)
     }
 
-    fn materialise(&mut self) {
-        match self.resize.take() {
-            Some((src_rect, w, h)) => {
-                self.image = resize(&self.image, src_rect, w, h, self.view);
+    /// Computes the pending resize and crop: afterwards the image is `window` itself.
+    fn materialise(&mut self) -> Result<()> {
+        let window = match self.window.take() {
+            Some(window) => window,
+            None => {
+                let needed = match self.resize {
+                    Some((src_rect, w, h)) => source_needed(src_rect, w, h, self.view),
+                    None => self.view,
+                };
+                let load = self.load.take().expect("a staged image is loaded once");
+                load(needed)?
             }
-            None if self.view != Rect::full(self.image.width, self.image.height) => {
-                self.image = self.image.crop(self.view);
+        };
+        let image = match self.resize.take() {
+            Some((src_rect, w, h)) => resize(&window, src_rect, w, h, self.view),
+            None if (window.x, window.y, window.image.width, window.image.height)
+                == (self.view.x, self.view.y, self.view.width, self.view.height) =>
+            {
+                window.image
             }
-            None => return,
-        }
-        self.view = Rect::full(self.image.width, self.image.height);
+            None => window.crop(self.view),
+        };
+        self.view = Rect::full(image.width, image.height);
+        self.window = Some(Window::whole(image));
+        Ok(())
+    }
+
+    /// The current image, computing what is pending.
+    fn image(&mut self) -> Result<&mut RgbImage> {
+        self.materialise()?;
+        Ok(&mut self.window.as_mut().expect("materialised").image)
     }
 
     fn crop(&mut self, rect: Rect) {
@@ -277,22 +300,23 @@ impl Staged {
         };
     }
 
-    fn resize_to(&mut self, width: usize, height: usize) {
+    fn resize_to(&mut self, width: usize, height: usize) -> Result<()> {
         if self.size() == (width, height) {
-            return;
+            return Ok(());
         }
         if self.resize.is_some() {
-            self.materialise();
+            self.materialise()?;
         }
         self.resize = Some((self.view, width, height));
         self.view = Rect::full(width, height);
+        Ok(())
     }
 
     /// torchvision's `center_crop`, including its zero padding when the crop is larger.
-    fn center_crop(&mut self, crop_h: usize, crop_w: usize) {
+    fn center_crop(&mut self, crop_h: usize, crop_w: usize) -> Result<()> {
         let (w, h) = self.size();
         if crop_w > w || crop_h > h {
-            self.materialise();
+            let image = self.image()?;
             let left = if crop_w > w { (crop_w - w) / 2 } else { 0 };
             let top = if crop_h > h { (crop_h - h) / 2 } else { 0 };
             let (pw, ph) = (w.max(crop_w), h.max(crop_h));
@@ -300,9 +324,9 @@ impl Staged {
             for row in 0..h {
                 let dst = ((row + top) * pw + left) * 3;
                 padded.data[dst..dst + w * 3]
-                    .copy_from_slice(&self.image.data[row * w * 3..(row + 1) * w * 3]);
+                    .copy_from_slice(&image.data[row * w * 3..(row + 1) * w * 3]);
             }
-            self.image = padded;
+            *image = padded;
             self.view = Rect::full(pw, ph);
         }
         let (w, h) = self.size();
@@ -314,6 +338,7 @@ impl Staged {
             width: crop_w,
             height: crop_h,
         });
+        Ok(())
     }
 }
 
@@ -359,22 +384,37 @@ impl Transforms {
         size
     }
 
-    /// Applies the transforms to `image`, drawing randomness from `draws`.
+    /// Applies the transforms to an image in memory, drawing randomness from `draws`.
+    #[cfg(test)]
     pub fn apply(&self, image: RgbImage, draws: &mut dyn CropDraws) -> RgbImage {
-        let view = Rect::full(image.width, image.height);
+        let size = (image.width, image.height);
+        self.apply_lazy(size, |_| Ok(Window::whole(image)), draws)
+            .expect("an image in memory loads without error")
+    }
+
+    /// Applies the transforms to an image of `size` (width, height) whose pixels `load` provides
+    /// when first needed: given the part of the image the transforms read, it returns a window
+    /// holding at least that part. Randomness comes from `draws`.
+    pub fn apply_lazy(
+        &self,
+        size: (usize, usize),
+        load: impl FnOnce(Rect) -> Result<Window>,
+        draws: &mut dyn CropDraws,
+    ) -> Result<RgbImage> {
         let mut s = Staged {
-            image,
+            window: None,
+            load: Some(load),
             resize: None,
-            view,
+            view: Rect::full(size.0, size.1),
         };
         for t in &self.0 {
             match *t {
                 Transform::Resize(target) => {
                     let (w, h) = s.size();
                     let (nw, nh) = resize_size(target, w, h);
-                    s.resize_to(nw, nh);
+                    s.resize_to(nw, nh)?;
                 }
-                Transform::CenterCrop { height, width } => s.center_crop(height, width),
+                Transform::CenterCrop { height, width } => s.center_crop(height, width)?,
                 Transform::RandomResizedCrop {
                     height,
                     width,
@@ -384,18 +424,17 @@ impl Transforms {
                     let (w, h) = s.size();
                     let rect = random_resized_crop_box(w, h, scale, ratio, draws);
                     s.crop(rect);
-                    s.resize_to(width, height);
+                    s.resize_to(width, height)?;
                 }
                 Transform::RandomHorizontalFlip { p } => {
                     if (draws.uniform(0.0, 1.0) as f64) < p {
-                        s.materialise();
-                        s.image.flip_horizontal();
+                        s.image()?.flip_horizontal();
                     }
                 }
             }
         }
-        s.materialise();
-        s.image
+        s.materialise()?;
+        Ok(s.window.expect("materialised").image)
     }
 }
 
