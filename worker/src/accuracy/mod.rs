@@ -123,10 +123,11 @@ pub struct Accuracies {
     pub per_class: BTreeMap<String, BTreeMap<i64, f64>>,
     /// The `k` the kNN metrics used (after max_bin_count and clamping).
     pub k: usize,
-    /// Query rows whose neighbours needed the full-row f64 fallback of the kNN (diagnostics).
+    /// Query rows solved from their whole row: the kNN's full-row f64 fallback, or device-path
+    /// candidates widened to the whole row (diagnostics, `knn::KnnBlock::fallback_rows`).
     pub knn_fallback_rows: usize,
-    /// Query rows whose integer-screen candidates lacked the completeness proof and were
-    /// screened again in float32 (diagnostics).
+    /// Query rows whose first candidates lacked the completeness proof and were searched again
+    /// (integer screen: in float32; device path: a wider top-k) (diagnostics).
     pub knn_rescreened_rows: usize,
 }
 
