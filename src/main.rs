@@ -112,7 +112,8 @@ enum Commands {
         --reference_labels RL.npy [--ref_includes_query]] [--k max_bin_count|all|N] \
         [--avg_of_avgs] [--per_class] [--metrics a,b | --exclude a,b] [--oml_k 1,5,10] \
         [--fmr 0.001] [--pca N] [--normalize] [--block_rows N] \
-        [--knn_screen auto|int8|float32] [--format json|csv]; \
+        [--knn_screen auto|int8|float32] [--device cpu|cuda|cuda:N] \
+        [--knn_backend auto|cpu|device] [--format json|csv]; \
         `metricbench eval-embeddings --help` prints the worker's full usage."
     )]
     EvalEmbeddings {

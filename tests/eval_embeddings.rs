@@ -105,6 +105,18 @@ fn pml_suite_case_through_the_cli() {
     assert_eq!(json["k"], 19);
     assert!(m.get("NMI").is_none());
 
+    // The device kNN (here on CPU tensors) prints the same document, byte for byte.
+    let device = eval(
+        &[
+            &sets[..],
+            &["--exclude", "NMI,AMI", "--oml_k", "1"],
+            &["--device", "cpu", "--knn_backend", "device"],
+        ]
+        .concat(),
+    );
+    assert!(device.status.success());
+    assert_eq!(device.stdout, out.stdout);
+
     // CSV output carries the same numbers.
     let out = eval(
         &[
@@ -148,6 +160,17 @@ fn bad_inputs_fail_cleanly() {
             "cannot read",
         ),
         (vec!["--labels", &s("two.npy")], "--embeddings is required"),
+        (
+            vec![
+                "--embeddings",
+                &s("ok.npy"),
+                "--labels",
+                &s("two.npy"),
+                "--knn_backend",
+                "gpu",
+            ],
+            "--knn_backend must be auto, cpu or device",
+        ),
     ] {
         let out = eval(&args);
         let stderr = String::from_utf8_lossy(&out.stderr);

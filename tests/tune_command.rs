@@ -205,7 +205,7 @@ fn a_study_finds_the_known_optimum_and_its_files_agree() {
         .output()
         .unwrap();
     assert!(
-        text(&out).contains("is not a study folder (it has no study.db)"),
+        text(&out).contains("nor a study (study.db)"),
         "{}",
         text(&out)
     );
@@ -427,7 +427,7 @@ fn studies_refuse_foreign_folders_and_bad_flags() {
         .output()
         .unwrap();
     assert!(
-        text(&out).contains("nor a study (study.db)"),
+        text(&out).contains("is not a study folder (it has no study.db)"),
         "{}",
         text(&out)
     );

@@ -1,6 +1,7 @@
 //! Testers (PML `GlobalEmbeddingSpaceTester`, `WithSameParentLabelTester`): embed the evaluated
 //! splits, choose each split's reference set, and compute accuracies with `crate::accuracy`.
 
+use crate::accuracy::knn::{Backend, Blocking};
 use crate::accuracy::metrics::Averaging;
 use crate::accuracy::{get_accuracy, AccuracySettings, KSetting, ALL_PML_METRICS};
 use crate::datasets::{with_batches, BatchRequest, Dataset};
@@ -194,8 +195,18 @@ impl EvalSettings {
                 ))
             }
         };
+        let backend_name = cfg.str("eval_knn_backend", "auto")?;
+        let backend = Backend::parse(backend_name).ok_or_else(|| {
+            config_error(format!(
+                "eval_knn_backend `{backend_name}` is not one of auto, cpu, device"
+            ))
+        })?;
         let mut accuracy = AccuracySettings {
             k,
+            blocking: Blocking {
+                backend,
+                ..Blocking::default()
+            },
             averaging: if cfg.bool("eval_avg_of_avgs", false)? {
                 Averaging::Classes
             } else {
@@ -286,6 +297,7 @@ pub fn embeddings(
     device: Device,
 ) -> Result<Tensor> {
     let _guard = tch::no_grad_guard();
+    let keep_on_device = settings.accuracy.blocking.backend.searches_on(device);
     // Evaluation mode (BatchNorm running statistics, no dropout), restored afterwards so training
     // continues in the mode it was in.
     let _trunk_mode = EvalMode::enter(trunk);
@@ -305,7 +317,12 @@ pub fn embeddings(
             if let Some(embedder) = embedder {
                 e = embedder.forward(&e);
             }
-            parts.push(e.to_device(Device::Cpu));
+            // Kept on the device when the kNN searches there (`eval_knn_backend`).
+            parts.push(if keep_on_device {
+                e
+            } else {
+                e.to_device(Device::Cpu)
+            });
         }
         Ok(parts)
     })?;
@@ -454,13 +471,13 @@ fn tester_accuracies(
                 };
                 // Filtering keeps the order, so with riq the queries stay the reference's first
                 // rows.
+                let rows = |t: &Tensor, idx: &[i64]| {
+                    t.index_select(0, &Tensor::from_slice(idx).to_device(t.device()))
+                };
                 let acc = get_accuracy(
-                    &query.embeddings.index_select(0, &Tensor::from_slice(&qi)),
+                    &rows(&query.embeddings, &qi),
                     &take(&query.labels[level], &qi),
-                    Some((
-                        &ref_emb.index_select(0, &Tensor::from_slice(&ri)),
-                        &take(&ref_labels[level], &ri),
-                    )),
+                    Some((&rows(ref_emb, &ri), &take(&ref_labels[level], &ri))),
                     riq,
                     &settings.accuracy,
                 )?;
@@ -736,6 +753,61 @@ mod tests {
         let e = error(json!({"eval_k": 3,
             "eval_accuracy_calculator": {"AccuracyCalculator": {"k": 5}}}));
         assert!(e.contains("not both"), "{e}");
+    }
+
+    /// `eval_knn_backend: device` (here on CPU tensors) through the whole tester gives the
+    /// metrics of the CPU path, for each tester and reference mode.
+    #[test]
+    fn knn_backends_give_the_same_tester_metrics() {
+        let dataset = crate::datasets::build(
+            &json!({"Synthetic": {
+            "num_classes": 12, "samples_per_class": 15, "input_dim": 16, "seed": 8,
+            "classes_per_super_class": 3}}),
+            &crate::datasets::BuildOptions::features_only(),
+        )
+        .unwrap();
+        let trunk = crate::models::build_trunk(
+            &json!({"MLP": {"layer_sizes": [10]}}),
+            &crate::models::TrunkOptions::features(16, Device::Cpu),
+        )
+        .unwrap();
+        let splits = vec![
+            ("train".to_string(), (0..180).step_by(3).collect::<Vec<_>>()),
+            ("val".to_string(), (1..180).step_by(3).collect::<Vec<_>>()),
+            ("test".to_string(), (2..180).step_by(3).collect::<Vec<_>>()),
+        ];
+        let evals = vec!["val".to_string(), "test".to_string()];
+        for (reference, tester) in [
+            ("compared_to_self", "GlobalEmbeddingSpaceTester"),
+            ("compared_to_sets_combined", "GlobalEmbeddingSpaceTester"),
+            ("compared_to_training_set", "WithSameParentLabelTester"),
+        ] {
+            let run = |backend: &str| {
+                let s = settings(
+                    json!({"eval_reference_set": reference, "eval_tester": tester,
+                    "eval_knn_backend": backend, "eval_oml_k": [1, 3]}),
+                );
+                evaluate_splits(
+                    dataset.as_ref(),
+                    &splits,
+                    &evals,
+                    0,
+                    &trunk,
+                    None,
+                    &s,
+                    Device::Cpu,
+                )
+                .unwrap()
+            };
+            let cpu = run("cpu");
+            assert_eq!(cpu, run("device"), "{reference} {tester}");
+            assert_eq!(cpu, run("auto"), "{reference} {tester}");
+            assert!(cpu["test"]["precision_at_1"].is_finite());
+        }
+        let bad =
+            EvalSettings::from_config(&crate::spec::Config(&json!({"eval_knn_backend": "gpu"})));
+        let message = format!("{:#}", bad.unwrap_err());
+        assert!(message.contains("eval_knn_backend `gpu`"), "{message}");
     }
 
     #[test]

@@ -123,10 +123,11 @@ pub struct Accuracies {
     pub per_class: BTreeMap<String, BTreeMap<i64, f64>>,
     /// The `k` the kNN metrics used (after max_bin_count and clamping).
     pub k: usize,
-    /// Query rows whose neighbours needed the full-row f64 fallback of the kNN (diagnostics).
+    /// Query rows solved from their whole row: the kNN's full-row f64 fallback, or device-path
+    /// candidates widened to the whole row (diagnostics, `knn::KnnBlock::fallback_rows`).
     pub knn_fallback_rows: usize,
-    /// Query rows whose integer-screen candidates lacked the completeness proof and were
-    /// screened again in float32 (diagnostics).
+    /// Query rows whose first candidates lacked the completeness proof and were searched again
+    /// (integer screen: in float32; device path: a wider top-k) (diagnostics).
     pub knn_rescreened_rows: usize,
 }
 
@@ -301,7 +302,13 @@ pub fn get_accuracy(
         let mut unique = query_labels.to_vec();
         unique.sort_unstable();
         unique.dedup();
-        let clusters = kmeans::kmeans(query, unique.len(), settings.kmeans)?;
+        // On the host whichever device the embeddings are on, so the clusters (and NMI/AMI) are
+        // the CPU path's.
+        let clusters = kmeans::kmeans(
+            &query.to_device(tch::Device::Cpu),
+            unique.len(),
+            settings.kmeans,
+        )?;
         if settings.wants("NMI") {
             out.metrics
                 .insert("NMI".into(), mutual_info::nmi(query_labels, &clusters));
@@ -354,8 +361,17 @@ impl FnmrHistogram {
         }
     }
 
+    /// Adds one block of squared distances, on the device they were computed on (the counts
+    /// move there with the first block).
     fn add_block(&mut self, d: &Tensor, query_labels: &Tensor, start: usize) -> Result<()> {
         let rows = d.size()[0];
+        let device = d.device();
+        if self.positives.device() != device {
+            self.positives = self.positives.to_device(device);
+            self.negatives = self.negatives.to_device(device);
+            self.reference_labels = self.reference_labels.to_device(device);
+        }
+        let query_labels = query_labels.to_device(device);
         let bins = (d.to_kind(Kind::Double) * self.scale)
             .floor()
             .clamp(0.0, (BINS - 1) as f64)
@@ -364,12 +380,9 @@ impl FnmrHistogram {
         let mut keep = Tensor::ones_like(&same);
         if self.riq {
             // Self pairs are (row i, column start + i).
-            let cols = Tensor::arange_start(
-                start as i64,
-                start as i64 + rows,
-                (Kind::Int64, tch::Device::Cpu),
-            );
-            let rows_idx = Tensor::arange(rows, (Kind::Int64, tch::Device::Cpu));
+            let cols =
+                Tensor::arange_start(start as i64, start as i64 + rows, (Kind::Int64, device));
+            let rows_idx = Tensor::arange(rows, (Kind::Int64, device));
             let _ = keep.index_put_(&[Some(rows_idx), Some(cols)], &Tensor::from(false), false);
         }
         let pos = same.logical_and(&keep);
@@ -380,8 +393,9 @@ impl FnmrHistogram {
     }
 
     fn fnmr_at(&self, fmr: f64) -> f64 {
-        let neg: Vec<i64> = Vec::try_from(&self.negatives).unwrap_or_default();
-        let pos: Vec<i64> = Vec::try_from(&self.positives).unwrap_or_default();
+        let host = |t: &Tensor| Vec::<i64>::try_from(t.to_device(tch::Device::Cpu));
+        let neg: Vec<i64> = host(&self.negatives).unwrap_or_default();
+        let pos: Vec<i64> = host(&self.positives).unwrap_or_default();
         let n_neg: i64 = neg.iter().sum();
         let n_pos: i64 = pos.iter().sum();
         if n_neg == 0 || n_pos == 0 {
@@ -657,6 +671,64 @@ mod tests {
         .unwrap();
         assert_eq!(got.metrics["NMI"], 1.0);
         assert_eq!(got.metrics["precision_at_1"], 1.0);
+    }
+
+    #[test]
+    fn device_backend_gives_identical_metrics() {
+        // Clustered embeddings with duplicated rows (ties), self and cross evaluation, every
+        // kNN metric with OML's and fnmr@fmr (whose histograms take the device path's blocks).
+        tch::manual_seed(17);
+        let labels: Vec<i64> = (0..611).map(|i| (i * 7) % 29).collect();
+        let centres = Tensor::randn([29, 24], (Kind::Float, Device::Cpu));
+        let e = centres.index_select(0, &Tensor::from_slice(&labels))
+            + Tensor::randn([611, 24], (Kind::Float, Device::Cpu)) * 0.8;
+        let e = crate::distances::normalize(&e);
+        e.narrow(0, 300, 40).copy_(&e.narrow(0, 0, 40));
+        let (q, ql) = (e.narrow(0, 0, 150), &labels[..150]);
+        let (r, rl) = (e.narrow(0, 150, 461), &labels[150..]);
+        for k in [KSetting::MaxBinCount, KSetting::Fixed(1), KSetting::All] {
+            for rows in [None, Some(45)] {
+                let with = |backend| AccuracySettings {
+                    k,
+                    oml_ks: vec![1, 4, 100],
+                    fmr_vals: vec![0.01, 0.2],
+                    per_class: true,
+                    blocking: Blocking {
+                        rows,
+                        backend,
+                        ..Blocking::default()
+                    },
+                    ..knn_only()
+                };
+                let (cpu, device) = (with(knn::Backend::Cpu), with(knn::Backend::Device));
+                let runs = [
+                    (None, "self"),
+                    (Some((&r, rl)), "cross"),
+                    (Some((&e, &labels[..])), "queries included"),
+                ];
+                for (reference, what) in runs {
+                    let riq = what != "cross";
+                    let a = get_accuracy(&q, ql, reference, riq, &cpu).unwrap();
+                    let b = get_accuracy(&q, ql, reference, riq, &device).unwrap();
+                    assert_eq!(a.k, b.k);
+                    assert_eq!(a.metrics.len(), 5 + 9 + 2);
+                    // The kNN metrics bit for bit (NaN-free here: every label has several
+                    // items). fnmr@fmr bins float32 screen values, whose last bits depend on
+                    // the order the product was summed in, so it agrees to its bin accuracy.
+                    let split = |m: &BTreeMap<String, f64>| {
+                        m.clone()
+                            .into_iter()
+                            .partition::<BTreeMap<_, _>, _>(|(name, _)| name.starts_with("fnmr"))
+                    };
+                    let ((fnmr_a, knn_a), (fnmr_b, knn_b)) = (split(&a.metrics), split(&b.metrics));
+                    assert_eq!(knn_a, knn_b, "{what} {k:?} rows {rows:?}");
+                    for (name, v) in fnmr_a {
+                        assert!((v - fnmr_b[&name]).abs() < 1e-2, "{name} {what}");
+                    }
+                    assert_eq!(a.per_class, b.per_class, "{what} {k:?} rows {rows:?}");
+                }
+            }
+        }
     }
 
     #[test]

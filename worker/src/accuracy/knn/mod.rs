@@ -23,9 +23,11 @@
 //!
 //! Layout: `ranking` (candidates, proof and exact re-ranking of a row), `selection` (a row's
 //! running selection over column tiles), one module per search path (`float32_screen`: blocks
-//! of rows; `symmetric`: self-evaluation in square tiles; `int8_search`: the integer screen),
-//! and here the shared types and the choice of path.
+//! of rows; `symmetric`: self-evaluation in square tiles; `int8_search`: the integer screen;
+//! `device_search`: the screen and `topk` on the embeddings' device, a GPU in CUDA runs), and
+//! here the shared types and the choice of path.
 
+mod device_search;
 mod float32_screen;
 mod int8_search;
 mod ranking;
@@ -57,10 +59,12 @@ pub struct KnnBlock<'a> {
     pub partial_distances: Option<&'a Tensor>,
     /// `rows x 1` squared norms of the block's queries (with `partial_distances`).
     pub query_sq_norms: Option<&'a Tensor>,
-    /// Query rows so far that needed the full-row f64 fallback (diagnostics).
+    /// Query rows so far solved from their whole row: the full-row f64 fallback, or on the
+    /// device path candidates widened to the whole row (diagnostics).
     pub fallback_rows: usize,
-    /// Query rows so far whose integer-screen candidates were not proven complete and went
-    /// through the float32 screen (diagnostics).
+    /// Query rows so far whose first candidates were not proven complete and were searched
+    /// again: integer-screen rows through the float32 screen, device-path rows with a wider
+    /// `topk` (diagnostics).
     pub rescreened_rows: usize,
 }
 
@@ -75,6 +79,7 @@ pub struct Blocking {
     /// symmetric path.
     pub keep_distances: bool,
     pub screen: Screen,
+    pub backend: Backend,
 }
 
 impl Default for Blocking {
@@ -84,6 +89,40 @@ impl Default for Blocking {
             block_bytes: DEFAULT_BLOCK_BYTES,
             keep_distances: false,
             screen: Screen::Auto,
+            backend: Backend::Auto,
+        }
+    }
+}
+
+/// Where the screen runs (the exact ranking on the host is the same either way, so are the
+/// neighbour lists).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// On the embeddings' device when it is a GPU, else the CPU paths.
+    Auto,
+    /// The CPU paths (embeddings on a GPU are copied to the host).
+    Cpu,
+    /// `device_search` on whatever device the embeddings are, the CPU included (tests).
+    Device,
+}
+
+impl Backend {
+    /// `auto`, `cpu` or `device`.
+    pub fn parse(text: &str) -> Option<Backend> {
+        match text {
+            "auto" => Some(Backend::Auto),
+            "cpu" => Some(Backend::Cpu),
+            "device" => Some(Backend::Device),
+            _ => None,
+        }
+    }
+
+    /// Whether embeddings on `device` are searched there (and so should stay there).
+    pub fn searches_on(self, device: Device) -> bool {
+        match self {
+            Backend::Auto => device.is_cuda(),
+            Backend::Cpu => false,
+            Backend::Device => true,
         }
     }
 }
@@ -127,14 +166,22 @@ pub fn blocked_knn(
     if nq == 0 {
         return Ok(());
     }
-    let q = query
-        .to_device(Device::Cpu)
-        .to_kind(Kind::Float)
-        .contiguous();
+    // The query set is the reference (self-evaluation): one host copy, and the symmetric path.
+    let same_set = query.data_ptr() == reference.data_ptr()
+        && nq == nr
+        && query.device() == reference.device();
     let r = reference
         .to_device(Device::Cpu)
         .to_kind(Kind::Float)
         .contiguous();
+    let q = if same_set {
+        r.shallow_clone()
+    } else {
+        query
+            .to_device(Device::Cpu)
+            .to_kind(Kind::Float)
+            .contiguous()
+    };
     // Host copies for the exact f64 re-ranking; one copy when the query set is the reference.
     let r_data: Vec<f32> = Vec::try_from(r.view([-1]))?;
     let q_own: Option<Vec<f32>> = if q.data_ptr() == r.data_ptr() && nq == nr {
@@ -170,6 +217,19 @@ pub fn blocked_knn(
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
+    if blocking.backend.searches_on(query.device()) && k_search > 0 {
+        let device = query.device();
+        let on_device = |t: &Tensor| t.to_device(device).to_kind(Kind::Float).contiguous();
+        let q_device = on_device(query);
+        let r_device = if same_set {
+            q_device.shallow_clone()
+        } else {
+            on_device(reference)
+        };
+        return device_search::device_knn(
+            &q_device, &r_device, &ranker, blocking, threads, on_block,
+        );
+    }
     let vnni = match blocking.screen {
         Screen::Float32 => None,
         // The integer screen prunes nothing when its candidate lists cover much of each row.
@@ -489,6 +549,128 @@ mod tests {
         }
     }
 
+    /// The device path (`device_search`) on CPU tensors, with its counters.
+    fn device_lists(
+        q: &Tensor,
+        r: &Tensor,
+        k: usize,
+        riq: bool,
+        rows: Option<usize>,
+    ) -> (Vec<Vec<usize>>, usize, usize) {
+        let blocking = Blocking {
+            rows,
+            backend: Backend::Device,
+            ..Blocking::default()
+        };
+        let mut lists = Vec::new();
+        let (mut rescreened, mut fallbacks) = (0, 0);
+        blocked_knn(q, r, k, riq, blocking, |b| {
+            assert_eq!(b.start, lists.len(), "blocks arrive in order");
+            for row in 0..b.rows {
+                lists.push(
+                    b.indices[row * b.k..(row + 1) * b.k]
+                        .iter()
+                        .map(|&i| i as usize)
+                        .collect(),
+                );
+            }
+            (rescreened, fallbacks) = (b.rescreened_rows, b.fallback_rows);
+            Ok(())
+        })
+        .unwrap();
+        (lists, rescreened, fallbacks)
+    }
+
+    #[test]
+    fn device_path_gives_the_cpu_paths_neighbours() {
+        tch::manual_seed(31);
+        // Clustered, L2-normalised, 37 dimensions; sizes off every block size below. Rows 0-9
+        // of the references repeat in 10-19 and 150-159 (ties across blocks), and 5 queries
+        // are references (distance 0 ties in cross evaluation).
+        let x = clustered(517, 37, 23, 0.5);
+        let dup = x.narrow(0, 0, 10);
+        x.narrow(0, 10, 10).copy_(&dup);
+        x.narrow(0, 150, 10).copy_(&dup);
+        let query = Tensor::cat(&[clustered(198, 37, 23, 0.5), x.narrow(0, 3, 5)], 0);
+        let with_queries = Tensor::cat(&[&query, &x], 0);
+        let cases: [(&Tensor, &Tensor, bool, &str); 3] = [
+            (&x, &x, true, "self"),
+            (&query, &x, false, "cross"),
+            (&query, &with_queries, true, "queries included"),
+        ];
+        for (q, r, riq, what) in cases {
+            for k in [1usize, 5, 70, 150] {
+                let want = naive(q, r, k, riq);
+                let cpu = Blocking {
+                    screen: Screen::Float32,
+                    backend: Backend::Cpu,
+                    ..Blocking::default()
+                };
+                assert_eq!(knn_lists(q, r, k, riq, cpu).unwrap(), want, "{what} k {k}");
+                // Block rows: one, fewer than k, not dividing the set, and all at once.
+                for rows in [1usize, 64, 1000] {
+                    let (got, _, _) = device_lists(q, r, k, riq, Some(rows));
+                    assert_eq!(got, want, "{what} k {k} rows {rows}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn device_path_widens_candidates_at_tied_boundaries() {
+        // 300 copies of one point among 700 others: the k nearest of a copy tie with 299 more,
+        // so the first k + 17 candidates are not proven and the rows get wider ones (m = 22,
+        // then 88, then 352 > 300 copies) without needing their whole row.
+        tch::manual_seed(12);
+        let others = clustered(700, 8, 10, 0.4);
+        let copies = others.narrow(0, 0, 1).repeat([300, 1]);
+        let x = Tensor::cat(&[&copies, &others], 0);
+        let (got, rescreened, fallbacks) = device_lists(&x, &x, 5, true, Some(128));
+        assert_eq!(got, naive(&x, &x, 5, true));
+        assert!(rescreened >= 300, "{rescreened} rows widened");
+        assert_eq!(fallbacks, 0);
+    }
+
+    #[test]
+    fn device_path_is_exact_where_float32_rounding_is_not() {
+        // As `ranking_is_exact_where_float32_rounding_is_not`: no row can be proven from its
+        // screen, so every row is widened to its whole row and ranked from exact distances.
+        tch::manual_seed(9);
+        let near = |n: i64| {
+            (Tensor::full([n, 4], 1000.0, (Kind::Double, Device::Cpu))
+                + Tensor::randn([n, 4], (Kind::Double, Device::Cpu)) * 1e-2)
+                .to_kind(Kind::Float)
+        };
+        let q = near(20);
+        let r = near(60);
+        let qr = Tensor::cat(&[&q, &r], 0);
+        for k in [1usize, 5, 40] {
+            for rows in [None, Some(7)] {
+                let (got, rescreened, fallbacks) = device_lists(&q, &r, k, false, rows);
+                assert_eq!(got, naive(&q, &r, k, false), "k {k}");
+                assert_eq!((rescreened, fallbacks), (20, 20));
+                assert_eq!(
+                    device_lists(&q, &qr, k, true, rows).0,
+                    naive(&q, &qr, k, true)
+                );
+                assert_eq!(
+                    device_lists(&qr, &qr, k, true, rows).0,
+                    naive(&qr, &qr, k, true)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn backends_by_device() {
+        assert!(Backend::Auto.searches_on(Device::Cuda(0)));
+        assert!(!Backend::Auto.searches_on(Device::Cpu));
+        assert!(Backend::Device.searches_on(Device::Cpu));
+        assert!(!Backend::Cpu.searches_on(Device::Cuda(1)));
+        assert_eq!(Backend::parse("device"), Some(Backend::Device));
+        assert_eq!(Backend::parse("gpu"), None);
+    }
+
     #[test]
     fn sort_keys_order_like_value_then_index() {
         let values = [
@@ -580,6 +762,7 @@ mod tests {
             block_bytes: budget,
             keep_distances: true,
             screen: Screen::Float32,
+            backend: Backend::Cpu,
         };
         assert_eq!(count_blocks(rowwise, 7), 5);
         // Symmetric self path: square tiles of side sqrt(budget / 4) = 14.
