@@ -4,6 +4,9 @@
 //! from the fold's records; then a 3-trial `metricbench tune` on the same data completes and
 //! writes its report.
 
+mod common;
+use common::{text, worker_binary};
+
 use metricbench::study::report::read_csv_rows;
 use metricbench::study::storage::{StudyStore, TrialState};
 use std::collections::BTreeMap;
@@ -130,25 +133,12 @@ fn common_flags(data: &Path) -> Vec<String> {
 }
 
 fn metricbench(args: &[String]) -> Output {
-    let worker = Path::new(env!("CARGO_BIN_EXE_metricbench")).with_file_name("metricbench-worker");
-    assert!(
-        worker.is_file(),
-        "{} is missing: build the workspace first (scripts/test.sh does)",
-        worker.display()
-    );
+    worker_binary();
     Command::new(env!("CARGO_BIN_EXE_metricbench"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(args)
         .output()
         .expect("metricbench runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// The fold's validation table: epoch -> MAP@R.

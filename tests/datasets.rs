@@ -1,6 +1,9 @@
 //! End-to-end: `metricbench run` on a `Features` dataset read from files under `--dataset_root`,
 //! with its own predefined split, driving the real Rust worker.
 
+mod common;
+use common::worker_binary;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -53,12 +56,7 @@ fn write_dataset(dir: &Path, classes: usize, per_class: usize) {
 
 #[test]
 fn run_trains_on_a_features_dataset_with_its_predefined_split() {
-    let worker = Path::new(env!("CARGO_BIN_EXE_metricbench")).with_file_name("metricbench-worker");
-    assert!(
-        worker.is_file(),
-        "{} is missing: build the workspace first (scripts/test.sh does)",
-        worker.display()
-    );
+    worker_binary();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     write_dataset(&data, 40, 12);

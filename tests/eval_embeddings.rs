@@ -1,6 +1,9 @@
 //! `metricbench eval-embeddings`: the coordinator delegates to the worker and passes its output
 //! through. Needs the worker binary (built with the workspace).
 
+mod common;
+use common::worker_binary;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -38,12 +41,7 @@ fn i64s(v: &[i64]) -> Vec<u8> {
 }
 
 fn eval(args: &[&str]) -> Output {
-    let worker = Path::new(env!("CARGO_BIN_EXE_metricbench")).with_file_name("metricbench-worker");
-    assert!(
-        worker.is_file(),
-        "{} is missing: build the workspace first",
-        worker.display()
-    );
+    worker_binary();
     Command::new(env!("CARGO_BIN_EXE_metricbench"))
         .arg("eval-embeddings")
         .args(args)

@@ -2,6 +2,9 @@
 //! pipeline (decode, train and eval transforms, prefetching workers) into the MLP trunk over
 //! flattened pixels; plus the errors a broken image folder gives.
 
+mod common;
+use common::{check_pages_in_chromium, text, worker_binary};
+
 use image::{ImageBuffer, Rgb};
 use std::path::Path;
 use std::process::{Command, Output};
@@ -35,12 +38,7 @@ fn image_folder(root: &Path, classes: usize, per_class: usize) {
 }
 
 fn run(experiments: &Path, data: &Path, extra: &[&str]) -> Output {
-    let worker = Path::new(env!("CARGO_BIN_EXE_metricbench")).with_file_name("metricbench-worker");
-    assert!(
-        worker.is_file(),
-        "{} is missing: build the workspace first (scripts/test.sh does)",
-        worker.display()
-    );
+    worker_binary();
     Command::new(env!("CARGO_BIN_EXE_metricbench"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args([
@@ -70,14 +68,6 @@ fn run(experiments: &Path, data: &Path, extra: &[&str]) -> Output {
         .args(extra)
         .output()
         .expect("metricbench runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[test]
@@ -131,26 +121,6 @@ fn broken_image_folders_give_clear_errors() {
     let all = text(&out);
     assert!(!out.status.success());
     assert!(all.contains("1 of 41 image files"), "{all}");
-}
-
-/// Opens report pages in headless Chromium (scripts/check-report-pages.py): every image loads and
-/// has a non-trivial size. Skipped without `METRICBENCH_CHROMIUM` (scripts/test.sh sets it).
-fn check_pages_in_chromium(pages: &[&Path]) {
-    let Some(chromium) = std::env::var_os("METRICBENCH_CHROMIUM") else {
-        println!("skipping the headless-Chromium page check: METRICBENCH_CHROMIUM is not set");
-        return;
-    };
-    let script =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/check-report-pages.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .arg(chromium)
-        .args(pages)
-        .output()
-        .unwrap();
-    let all = text(&out);
-    assert!(out.status.success(), "{all}");
-    assert_eq!(all.matches("ok ").count(), pages.len(), "{all}");
 }
 
 fn pixel(img: &image::RgbImage, x: usize, y: usize) -> [u8; 3] {

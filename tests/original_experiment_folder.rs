@@ -9,6 +9,9 @@
 //! published file) comes from the Python reference environment (`METRICBENCH_PYREF`, else
 //! scripts/setup-pyref.sh); without it the test says so and skips.
 
+mod common;
+use common::{text, worker_binary};
+
 use metricbench::study::report::read_csv_rows;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -148,23 +151,10 @@ fn python() -> Option<PathBuf> {
     (out.status.success() && p.is_file()).then_some(p)
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// `metricbench run --reproduce_results <published>` into `<root>/<name>`, with tiny settings: one
 /// fold of the four, one epoch of two iterations, batches of 8.
 fn reproduce(root: &Path, name: &str, published: &Path, data: &Path, torch_home: &Path) -> Output {
-    let worker = Path::new(env!("CARGO_BIN_EXE_metricbench")).with_file_name("metricbench-worker");
-    assert!(
-        worker.is_file(),
-        "{} is missing: build the workspace first (scripts/test.sh does)",
-        worker.display()
-    );
+    worker_binary();
     Command::new(env!("CARGO_BIN_EXE_metricbench"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(["run", "--experiment_name", name, "--root_experiment_folder"])

@@ -3,6 +3,9 @@
 //! The folders are written here in the worker's record format (docs/experiments.md), so these
 //! tests need no worker.
 
+mod common;
+use common::{check_pages_in_chromium, worker_binary};
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -324,49 +327,12 @@ fn a_read_only_experiment_prints_its_summary_and_points_to_output() {
     std::fs::set_permissions(&exp, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-/// Opens report pages in headless Chromium (scripts/check-report-pages.py): no console errors,
-/// every image loads, figures of non-trivial size. Skipped, saying so, without
-/// `METRICBENCH_CHROMIUM` (scripts/test.sh sets it from scripts/setup-chromium.sh).
-fn check_pages_in_chromium(pages: &[&Path]) {
-    let Some(chromium) = std::env::var_os("METRICBENCH_CHROMIUM") else {
-        println!(
-            "skipping the headless-Chromium page check: METRICBENCH_CHROMIUM is not set \
-             (scripts/test.sh sets it from scripts/setup-chromium.sh)"
-        );
-        return;
-    };
-    let script =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/check-report-pages.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .arg(chromium)
-        .args(pages)
-        .output()
-        .unwrap();
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{all}");
-    assert_eq!(
-        all.matches("\nok ").count() + usize::from(all.starts_with("ok ")),
-        pages.len(),
-        "{all}"
-    );
-}
-
 /// The real worker on the Synthetic dataset with the Projector opt-in, then `report`: the
 /// report's mean ± SEM over folds on val equals the objective the run printed (computed by the
 /// worker from the same records), and every fold has its Projector files.
 #[test]
 fn a_real_run_reports_its_objective_and_writes_projector_files() {
-    let worker = Path::new(env!("CARGO_BIN_EXE_metricbench")).with_file_name("metricbench-worker");
-    assert!(
-        worker.is_file(),
-        "{} is missing: build the workspace first (scripts/test.sh does)",
-        worker.display()
-    );
+    worker_binary();
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_metricbench"))
         .current_dir(env!("CARGO_MANIFEST_DIR"))

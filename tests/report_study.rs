@@ -6,22 +6,17 @@
 //! it (`METRICBENCH_PYREF`, set by scripts/test.sh from scripts/setup-pyref.sh); without it, that
 //! part is skipped with a message.
 
+mod common;
+use common::{check_pages_in_chromium, text};
+
 use metricbench::study::storage::{StudyStore, TrialState};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name)
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// A finished 10-trial study in `root/study`.
@@ -197,38 +192,6 @@ fn svg_size(svg: &str) -> (u32, u32) {
         head[start..end].parse().unwrap()
     };
     (attr("width"), attr("height"))
-}
-
-/// Opens report pages in headless Chromium (scripts/check-report-pages.py): no console errors,
-/// every image loads, figures of non-trivial size. Skipped, saying so, without
-/// `METRICBENCH_CHROMIUM` (scripts/test.sh sets it from scripts/setup-chromium.sh).
-fn check_pages_in_chromium(pages: &[&Path]) {
-    let Some(chromium) = std::env::var_os("METRICBENCH_CHROMIUM") else {
-        println!(
-            "skipping the headless-Chromium page check: METRICBENCH_CHROMIUM is not set \
-             (scripts/test.sh sets it from scripts/setup-chromium.sh)"
-        );
-        return;
-    };
-    let script =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/check-report-pages.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .arg(chromium)
-        .args(pages)
-        .output()
-        .unwrap();
-    let all = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{all}");
-    assert_eq!(
-        all.matches("\nok ").count() + usize::from(all.starts_with("ok ")),
-        pages.len(),
-        "{all}"
-    );
 }
 
 /// The Projector files as TensorBoard's Projector plugin reads them, the sprite served by the

@@ -1,7 +1,10 @@
 //! End-to-end tests of `metricbench run` on real processes: the Rust worker on the embedded
 //! Synthetic dataset, the Python example plugin worker, and workers that break the protocol.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::{python_worker, text, worker_binary};
+
+use std::path::Path;
 use std::process::{Command, Output};
 
 fn metricbench() -> Command {
@@ -17,20 +20,6 @@ fn run(root: &Path, name: &str, extra: &[&str]) -> Output {
         .args(extra)
         .output()
         .expect("metricbench runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn python_worker() -> String {
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/examples/python_worker.py");
-    format!("[python3, {}]", script.display())
 }
 
 /// A plugin worker given as inline Python: lets each test script one misbehaviour.
@@ -51,12 +40,7 @@ fn accuracy_csv(folder: &Path) -> String {
 
 #[test]
 fn rust_worker_learns_the_synthetic_dataset() {
-    let worker = Path::new(env!("CARGO_BIN_EXE_metricbench")).with_file_name("metricbench-worker");
-    assert!(
-        worker.is_file(),
-        "{} is missing: build the workspace first (scripts/test.sh does)",
-        worker.display()
-    );
+    worker_binary();
     let dir = tempfile::tempdir().unwrap();
     let out = run(
         dir.path(),

@@ -6,10 +6,13 @@
 //! experiment names carry this process's id: Slurm remembers finished jobs for a few minutes and the
 //! tests count jobs by name.
 
+mod common;
+use common::{fails, python_worker, succeeds, text};
+
 use metricbench::study::storage::{StudyStore, TrialRecord, TrialState};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -53,12 +56,6 @@ fn unique(base: &str) -> String {
     format!("{base}{}x", std::process::id())
 }
 
-fn python_worker() -> String {
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/examples/python_worker.py");
-    format!("[python3, {}]", script.display())
-}
-
 fn tune_command(root: &Path, name: &str, extra: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_metricbench"));
     cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -74,28 +71,6 @@ fn tune_command(root: &Path, name: &str, extra: &[&str]) -> Command {
         ])
         .args(extra);
     cmd
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn succeeds(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    let all = text(&out);
-    assert!(out.status.success(), "{all}");
-    all
-}
-
-fn fails(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    let all = text(&out);
-    assert!(!out.status.success(), "{all}");
-    all
 }
 
 fn trials(study: &Path) -> Vec<TrialRecord> {

@@ -2,17 +2,14 @@
 //! whose objective is known (optimum 1 at every parameter = 0.5; reported value at epoch e of E is
 //! score * (1 - 0.5^e)).
 
+mod common;
+use common::{fails, python_worker, succeeds, text};
+
 use metricbench::study::storage::{StudyStore, TrialState};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn python_worker() -> String {
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/examples/python_worker.py");
-    format!("[python3, {}]", script.display())
-}
 
 fn tune_command(root: &Path, name: &str, extra: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_metricbench"));
@@ -31,30 +28,6 @@ fn tune_command(root: &Path, name: &str, extra: &[&str]) -> Command {
         ])
         .args(extra);
     cmd
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// Runs `cmd`, asserts that it succeeded and returns its stdout and stderr together.
-fn succeeds(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    let all = text(&out);
-    assert!(out.status.success(), "{all}");
-    all
-}
-
-/// Runs `cmd`, asserts that it failed and returns its stdout and stderr together.
-fn fails(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    let all = text(&out);
-    assert!(!out.status.success(), "{all}");
-    all
 }
 
 fn csv_rows(path: &Path) -> Vec<BTreeMap<String, String>> {

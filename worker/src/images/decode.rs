@@ -53,8 +53,7 @@ impl<'a> Decoder<'a> {
 }
 
 /// Decodes an encoded JPEG or PNG to RGB, as PIL's `Image.open(f).convert("RGB")` (the pipeline
-/// decodes through `Decoder`, only what its transforms read).
-#[cfg(test)]
+/// decodes through `Decoder`, only what its transforms read; pictures of a dataset use this).
 pub fn decode(bytes: &[u8]) -> Result<RgbImage> {
     let decoder = Decoder::new(bytes)?;
     let (width, height) = decoder.size();

@@ -13,9 +13,7 @@ mod thumbnail;
 mod to_tensor;
 mod transforms;
 
-#[cfg(test)]
-pub use decode::decode;
-pub use decode::{looks_like_image, Decoder};
+pub use decode::{decode, looks_like_image, Decoder};
 pub use pipeline::ImagePipeline;
 pub use thumbnail::{paste, thumbnail};
 

@@ -3,7 +3,7 @@
 //! aspect ratio and fits a square, centred on a plain background.
 
 use super::resample::resize;
-use super::{Rect, RgbImage};
+use super::{Rect, RgbImage, Window};
 
 /// `image` scaled to fit `side x side` (the longer side becomes `side`; small images are enlarged
 /// the same way), centred on `background`.
@@ -18,8 +18,9 @@ pub fn thumbnail(image: &RgbImage, side: usize, background: [u8; 3]) -> RgbImage
     let longer = image.width.max(image.height);
     let scaled = |v: usize| ((v * side + longer / 2) / longer).clamp(1, side);
     let (w, h) = (scaled(image.width), scaled(image.height));
+    // Thumbnails are small and rare; a copy into a whole-image window keeps one resampler.
     let small = resize(
-        image,
+        &Window::whole(image.clone()),
         Rect::full(image.width, image.height),
         w,
         h,
