@@ -87,6 +87,24 @@ impl fmt::Display for ErrorKind {
     }
 }
 
+/// Metric names that PML changed in 2020, with the name used today. Configs and record tables
+/// written by the original tool before then say `mean_average_r_precision` for MAP@R.
+pub const RENAMED_METRICS: [(&str, &str); 1] =
+    [("mean_average_r_precision", "mean_average_precision_at_r")];
+
+/// Today's name of a metric, or of a record column named after one (its suffix, such as
+/// `_level0`, is kept): `mean_average_r_precision_level0` -> `mean_average_precision_at_r_level0`.
+pub fn current_metric_name(name: &str) -> String {
+    for (old, new) in RENAMED_METRICS {
+        if let Some(rest) = name.strip_prefix(old) {
+            if rest.is_empty() || rest.starts_with('_') {
+                return format!("{new}{rest}");
+            }
+        }
+    }
+    name.to_string()
+}
+
 /// Metric name -> value. JSON has no NaN, so an undefined metric travels as `null` (`None`).
 pub type Metrics = serde_json::Map<String, serde_json::Value>;
 
@@ -365,5 +383,24 @@ mod tests {
         );
         assert!(Command::parse_line(r#"{"command": "halt"}"#).is_err());
         assert!(Command::parse_line("stop").is_err());
+    }
+
+    #[test]
+    fn renamed_metrics_get_their_current_name() {
+        assert_eq!(
+            current_metric_name("mean_average_r_precision"),
+            "mean_average_precision_at_r"
+        );
+        assert_eq!(
+            current_metric_name("mean_average_r_precision_level1"),
+            "mean_average_precision_at_r_level1"
+        );
+        for unchanged in [
+            "precision_at_1",
+            "mean_average_precision_at_r",
+            "mean_average_r_precisionx",
+        ] {
+            assert_eq!(current_metric_name(unchanged), unchanged);
+        }
     }
 }

@@ -30,7 +30,7 @@ impl Table {
             .headers()
             .map_err(|e| format!("cannot read the header of {}: {e}", path.display()))?
             .iter()
-            .map(|c| c.trim().to_string())
+            .map(|c| crate::protocol::current_metric_name(c.trim()))
             .collect();
         if columns.iter().all(String::is_empty) {
             return Err(format!("{} is empty (no header row)", path.display()));
@@ -173,7 +173,7 @@ fn primary_metric(folder: &Path, problems: &mut Vec<Problem>) -> String {
             Ok(doc) => {
                 for key in ["eval_metric_for_best_epoch", "eval_primary_metric"] {
                     if let Some(m) = doc.get(key).and_then(|v| v.as_str()) {
-                        found.get_or_insert_with(|| m.to_string());
+                        found.get_or_insert_with(|| crate::protocol::current_metric_name(m));
                     }
                 }
             }

@@ -65,8 +65,10 @@ pub fn primary_metric(combined: &serde_yaml::Mapping) -> String {
     ["eval_metric_for_best_epoch", "eval_primary_metric"]
         .iter()
         .find_map(|k| combined.get(*k).and_then(Value::as_str))
-        .unwrap_or("mean_average_precision_at_r")
-        .to_string()
+        .map_or_else(
+            || "mean_average_precision_at_r".to_string(),
+            crate::protocol::current_metric_name,
+        )
 }
 
 /// Applies command-line overrides to configs saved earlier (a resumed study): each override merges

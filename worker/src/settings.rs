@@ -83,11 +83,13 @@ impl Settings {
         if batch_size < 2 {
             return Err(config_error("batch_size must be at least 2"));
         }
-        let primary_metric = match cfg.get("eval_metric_for_best_epoch") {
-            Some(_) => cfg.str("eval_metric_for_best_epoch", "")?,
-            None => cfg.str("eval_primary_metric", "mean_average_precision_at_r")?,
-        }
-        .to_string();
+        // Configs written before PML's 2020 renaming name MAP@R `mean_average_r_precision`.
+        let primary_metric = metricbench_protocol::protocol::current_metric_name(
+            match cfg.get("eval_metric_for_best_epoch") {
+                Some(_) => cfg.str("eval_metric_for_best_epoch", "")?,
+                None => cfg.str("eval_primary_metric", "mean_average_precision_at_r")?,
+            },
+        );
         let num_epochs = match cfg.get("num_epochs_train") {
             Some(serde_json::Value::Object(m)) => {
                 let mut per_fold = BTreeMap::new();
@@ -116,5 +118,21 @@ impl Settings {
             dataloader_num_workers: cfg.usize("dataloader_num_workers", Some(2))?,
             eval: EvalSettings::from_config(cfg)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::Config;
+    use serde_json::json;
+
+    #[test]
+    fn the_pre_2020_name_of_map_at_r_selects_the_best_epoch_by_map_at_r() {
+        for key in ["eval_metric_for_best_epoch", "eval_primary_metric"] {
+            let cfg = json!({ key: "mean_average_r_precision" });
+            let settings = Settings::from_config(&Config(&cfg)).unwrap();
+            assert_eq!(settings.primary_metric, "mean_average_precision_at_r");
+        }
     }
 }

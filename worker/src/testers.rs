@@ -10,6 +10,7 @@ use crate::errors::{config_error, data_error};
 use crate::models::Model;
 use crate::spec::Spec;
 use anyhow::Result;
+use metricbench_protocol::protocol::current_metric_name;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use tch::{Device, Kind, Tensor};
@@ -118,7 +119,7 @@ fn apply_accuracy_calculator(accuracy: &mut AccuracySettings, value: &Value) -> 
             Some(Value::Array(items)) => items
                 .iter()
                 .map(|v| {
-                    v.as_str().map(str::to_string).ok_or_else(|| {
+                    v.as_str().map(current_metric_name).ok_or_else(|| {
                         config_error(format!("`{path}` must be a list of metric names"))
                     })
                 })
@@ -732,6 +733,13 @@ mod tests {
         );
         assert!(matches!(s.accuracy.k, KSetting::Fixed(5)));
         assert_eq!(s.accuracy.averaging, Averaging::Classes);
+        // Configs from before PML's 2020 renaming call MAP@R `mean_average_r_precision`.
+        let s = settings(json!({"eval_accuracy_calculator": {"AccuracyCalculator": {
+            "include": ["mean_average_r_precision", "r_precision"]}}}));
+        assert_eq!(
+            s.accuracy.metrics,
+            ["mean_average_precision_at_r", "r_precision"]
+        );
         let s = settings(json!({"eval_accuracy_calculator": {"AccuracyCalculator": {
             "exclude": ["NMI", "AMI"]}}}));
         assert!(!s.accuracy.metrics.iter().any(|m| m.ends_with("MI")));
