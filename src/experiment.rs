@@ -307,7 +307,7 @@ pub fn existing_experiment(root: &Path, name: &str) -> Result<PathBuf> {
 }
 
 /// The epoch of each fold's latest checkpoint (`<fold>/saved_models/trunk_<N>.*`, 0 when none),
-/// folds sorted by name.
+/// folds in the split scheme's order (by the number that ends their name, so `_10` follows `_9`).
 pub fn latest_epochs(folder: &Path) -> Result<Vec<(String, u64)>> {
     let mut out = Vec::new();
     for entry in
@@ -331,7 +331,10 @@ pub fn latest_epochs(folder: &Path) -> Result<Vec<(String, u64)>> {
         }
         out.push((entry.file_name().to_string_lossy().into_owned(), latest));
     }
-    out.sort();
+    out.sort_by_cached_key(|(name, _)| {
+        let (base, index) = name.rsplit_once('_').unwrap_or((name, ""));
+        (base.to_string(), index.parse::<u64>().ok(), name.clone())
+    });
     Ok(out)
 }
 
@@ -501,10 +504,17 @@ mod tests {
         std::fs::write(folder.join("F_0/saved_models/trunk_4.safetensors"), b"").unwrap();
         std::fs::write(folder.join("F_0/saved_models/trunk_best2.safetensors"), b"").unwrap();
         std::fs::create_dir_all(folder.join("F_1/saved_models")).unwrap();
-        assert_eq!(
-            latest_epochs(&folder).unwrap(),
-            vec![("F_0".to_string(), 4), ("F_1".to_string(), 0)]
-        );
+        // Eleven folds: `F_10` is the last fold, not the third (a name sort would put it there).
+        for i in 2..=10 {
+            std::fs::create_dir_all(folder.join(format!("F_{i}/saved_models"))).unwrap();
+        }
+        std::fs::write(folder.join("F_10/saved_models/trunk_7.safetensors"), b"").unwrap();
+        let latest = latest_epochs(&folder).unwrap();
+        assert_eq!(latest.len(), 11);
+        assert_eq!(latest[0], ("F_0".to_string(), 4));
+        assert_eq!(latest[1], ("F_1".to_string(), 0));
+        assert_eq!(latest[2].0, "F_2");
+        assert_eq!(latest[10], ("F_10".to_string(), 7));
         assert!(config_diff_folders(&folder).unwrap().is_empty());
     }
 }

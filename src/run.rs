@@ -340,36 +340,20 @@ fn reproduce(args: &RunArgs, source: &Path) -> Result<JobOutcome> {
     let base = experiment::load_base_configs(source)?;
     let mut merged = saved_with_overrides(args, &base)?;
     let diffs = experiment::config_diff_folders(source)?;
-    let folds: Vec<String> = experiment::latest_epochs(source)?
-        .into_iter()
-        .map(|(f, _)| f)
-        .collect();
     let folder =
         experiment::new_experiment_folder(&args.root_experiment_folder, &args.experiment_name)?;
     experiment::save_configs(&folder, &merged)?;
     let mut resume = None;
     for (epochs, diff_dir) in &diffs {
-        if epochs.len() != folds.len() {
-            bail!(
-                "{} names {} epochs, but {} has {} folds",
-                diff_dir.display(),
-                epochs.len(),
-                source.display(),
-                folds.len()
-            );
-        }
-        let per_fold: serde_json::Map<String, serde_json::Value> = folds
-            .iter()
-            .zip(epochs)
-            .map(|(f, e)| (f.clone(), serde_json::Value::from(*e)))
-            .collect();
+        // The folder name lists each fold's epochs in the split scheme's order, which the worker
+        // knows: the source needs no fold folders (published experiments ship only `configs/`).
         let (worker, job) = make_job(
             args,
             &folder,
             &merged,
             Action::Train,
             resume,
-            Some(("num_epochs_train", serde_json::Value::Object(per_fold))),
+            Some(("num_epochs_train", serde_json::Value::from(epochs.clone()))),
         )?;
         run_job(args, &folder, &worker, &job)?;
         // Replay the resume: its diff joins the configs, and is saved like the original's.

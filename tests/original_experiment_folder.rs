@@ -218,6 +218,11 @@ fn an_experiment_folder_of_the_original_reproduces_with_bninception_from_the_hub
         )
         .unwrap();
     }
+    // It was resumed once with more epochs: the original then wrote the changed key into a diff
+    // folder named after every fold's epochs, and published folders carry it without the folds.
+    let diff = published.join("configs/resume_training_config_diffs_1_1_1_1");
+    std::fs::create_dir_all(&diff).unwrap();
+    std::fs::write(diff.join("config_general.yaml"), "num_epochs_train: 2\n").unwrap();
     let root = dir.path().join("experiments");
 
     // Without the weights in the hub cache: an error naming the file and where it was looked for.
@@ -251,27 +256,34 @@ fn an_experiment_folder_of_the_original_reproduces_with_bninception_from_the_hub
     );
     let general = std::fs::read_to_string(experiment.join("configs/config_general.yaml")).unwrap();
     assert!(general.contains("num_epochs_train: 1\n"), "{general}");
+    // Trained to epoch 1, then resumed with the diff (2 epochs), which the new folder records.
+    let copied =
+        experiment.join("configs/resume_training_config_diffs_1_1_1_1/config_general.yaml");
+    assert_eq!(
+        std::fs::read_to_string(&copied).unwrap(),
+        "num_epochs_train: 2\n"
+    );
 
     // The default split's first fold: validation rows for the untrained trunk (-1), the untrained
-    // embedder (0) and the trained epoch; one loss row per iteration.
+    // embedder (0) and the two trained epochs; one loss row per iteration.
     let fold = experiment.join("Test50_50_Partitions4_0");
     let val = fold.join(
         "saved_csvs/accuracies_normalized_compared_to_self_GlobalEmbeddingSpaceTester_level_0_VAL.csv",
     );
     let rows = read_csv_rows(&val).unwrap_or_else(|e| panic!("{}: {e:#}", val.display()));
     let epochs: Vec<&str> = rows.iter().map(|r| r["epoch"].as_str()).collect();
-    assert_eq!(epochs, ["-1", "0", "1"], "{rows:?}");
+    assert_eq!(epochs, ["-1", "0", "1", "2"], "{rows:?}");
     for r in &rows {
         let v: f64 = r["mean_average_precision_at_r"].parse().unwrap();
         assert!((0.0..=1.0).contains(&v), "{r:?}");
     }
     let losses = read_csv_rows(&fold.join("saved_csvs/loss_histories.csv")).unwrap();
-    assert_eq!(losses.len(), 2, "{losses:?}");
+    assert_eq!(losses.len(), 4, "{losses:?}");
     assert!(experiment.join("meta_logs/saved_csvs").is_dir());
 
     // The trained trunk still holds the file's BatchNorm statistics (freeze_batchnorm: true): the
     // weights came from the hub cache, not from a random initialisation.
-    let trunk = fold.join("saved_models/trunk_1.safetensors");
+    let trunk = fold.join("saved_models/trunk_2.safetensors");
     assert!(trunk.is_file(), "no {}", trunk.display());
     let out = Command::new(&py)
         .args([FIXTURE, "check"])

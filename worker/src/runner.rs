@@ -202,7 +202,10 @@ impl Prepared<'_> {
             splits_to_eval,
             device: self.device,
             stop,
-            num_epochs: self.settings.num_epochs.for_fold(&scheme.name)?,
+            num_epochs: self
+                .settings
+                .num_epochs
+                .for_fold(fold_index, &scheme.name)?,
         })
     }
 

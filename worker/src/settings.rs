@@ -12,17 +12,30 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone)]
 pub enum NumEpochs {
     All(i64),
+    /// `{fold name: epochs}`, as the original's `--reproduce_results` sets it.
     PerFold(BTreeMap<String, i64>),
+    /// `[epochs of fold 0, fold 1, ...]` in the split scheme's order: what a config-diff folder's
+    /// name (`resume_training_config_diffs_<e0>_<e1>_...`) lists, usable without the fold names.
+    PerIndex(Vec<i64>),
 }
 
 impl NumEpochs {
-    pub fn for_fold(&self, fold: &str) -> Result<i64> {
+    /// The epochs of fold number `index` (in the split scheme's order), called `fold`.
+    pub fn for_fold(&self, index: usize, fold: &str) -> Result<i64> {
         match self {
             NumEpochs::All(n) => Ok(*n),
             NumEpochs::PerFold(m) => m.get(fold).copied().ok_or_else(|| {
                 config_error(format!(
                     "num_epochs_train is given per fold but has no entry for fold {fold} (it has {})",
                     m.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+            }),
+            NumEpochs::PerIndex(v) => v.get(index).copied().ok_or_else(|| {
+                config_error(format!(
+                    "num_epochs_train lists {} epoch count(s), one per fold, but fold {fold} is \
+                     fold number {} of the split scheme",
+                    v.len(),
+                    index + 1
                 ))
             }),
         }
@@ -103,6 +116,19 @@ impl Settings {
                 }
                 NumEpochs::PerFold(per_fold)
             }
+            Some(serde_json::Value::Array(items)) => NumEpochs::PerIndex(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        v.as_u64().map(|n| n as i64).ok_or_else(|| {
+                            config_error(format!(
+                                "num_epochs_train[{i}] must be a non-negative integer, got {v}"
+                            ))
+                        })
+                    })
+                    .collect::<Result<_>>()?,
+            ),
             _ => NumEpochs::All(cfg.usize("num_epochs_train", Some(1000))? as i64),
         };
         Ok(Settings {
@@ -134,5 +160,28 @@ mod tests {
             let settings = Settings::from_config(&Config(&cfg)).unwrap();
             assert_eq!(settings.primary_metric, "mean_average_precision_at_r");
         }
+    }
+
+    #[test]
+    fn num_epochs_train_may_be_listed_per_fold_in_scheme_order() {
+        let cfg = json!({"num_epochs_train": [3, 5]});
+        let settings = Settings::from_config(&Config(&cfg)).unwrap();
+        assert_eq!(settings.num_epochs.for_fold(0, "A_0").unwrap(), 3);
+        assert_eq!(settings.num_epochs.for_fold(1, "A_1").unwrap(), 5);
+        let e = settings
+            .num_epochs
+            .for_fold(2, "A_2")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("lists 2 epoch count(s)") && e.contains("fold A_2"),
+            "{e}"
+        );
+        let cfg = json!({"num_epochs_train": [3, -1]});
+        let e = Settings::from_config(&Config(&cfg))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("num_epochs_train[1]"), "{e}");
     }
 }
