@@ -15,7 +15,9 @@
 //! parameters)), `--n-candidates N`, `--n-local N`,
 //! `--n-restarts N`, `--prior dimscaled`, `--hyper-samples N` (integrated EI over N
 //! hyperparameter draws; `--hyper-burn`, `--hyper-thin`, `--hyper-below`), `--noisy-draws N`
-//! (latent draws of the noisy EI used with SEMs; 0 = plain LogEI against the best posterior mean). `BENCH_TRACE=1`
+//! (latent draws of the noisy EI used with SEMs; 0 = plain LogEI against the best posterior mean),
+//! `--final-exploitation K` (the last K evaluations maximise the posterior mean; default 3, 0 =
+//! off), `--no-compress` (no log-compression of the worse half of the outputs). `BENCH_TRACE=1`
 //! prints every evaluation (point, value, fitted hyperparameters) to stderr.
 
 use std::time::Instant;
@@ -275,8 +277,15 @@ fn main() {
     let design_2d = args.iter().any(|a| a == "--n-initial-2d");
     let mut base = OptimizerConfig {
         prior,
+        budget: Some(budget),
         ..Default::default()
     };
+    if let Some(v) = get("--final-exploitation") {
+        base.final_exploitation = v.parse().expect("--final-exploitation K");
+    }
+    if args.iter().any(|a| a == "--no-compress") {
+        base.compress_bad_tail = false;
+    }
     if let Some(v) = get("--n-initial") {
         base.n_initial = Some(v.parse().expect("--n-initial N"));
     }

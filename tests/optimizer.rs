@@ -627,8 +627,13 @@ fn mixed_objective(p: &[ParamValue]) -> f64 {
 #[test]
 fn mixed_spaces_never_propose_an_evaluated_point_twice() {
     // Continuous + log float + log int + choice, sequential and in batches with pending points.
+    // The budget covers every evaluation below, so the last three exploit the model.
     let space = mixed_space();
-    let mut opt = Optimizer::new(space.clone(), config(21));
+    let budgeted = |seed, budget| OptimizerConfig {
+        budget: Some(budget),
+        ..config(seed)
+    };
+    let mut opt = Optimizer::new(space.clone(), budgeted(21, 45));
     let pts = run_sequential(&mut opt, mixed_objective, 30);
     let mut all = pts.clone();
     for _ in 0..3 {
@@ -649,7 +654,7 @@ fn mixed_spaces_never_propose_an_evaluated_point_twice() {
         Dimension::choice("c", 3),
     ])
     .unwrap();
-    let mut opt = Optimizer::new(small.clone(), config(2));
+    let mut opt = Optimizer::new(small.clone(), budgeted(2, 24));
     let f = |p: &[ParamValue]| match (p[0], p[1]) {
         (ParamValue::Int(b), ParamValue::Choice(c)) => -((b as f64).ln() - 1.0).powi(2) - c as f64,
         _ => panic!(),
@@ -685,4 +690,74 @@ fn mixed_space_search_finds_the_best_discrete_values_and_is_seeded() {
     }
     // The optimum is 0.05 (distance 1, batch 158, lr and margin at their best).
     assert!(mixed_objective(&r.point) > 0.03, "{r:?}");
+}
+
+// ---- The budget's final evaluations ----
+
+#[test]
+fn only_the_budgets_final_evaluations_exploit_the_model() {
+    // The same seed with and without a budget proposes the same points until the last three of
+    // the budget; those maximise the posterior mean, so on a smooth bump each lands at least as
+    // high as everything evaluated before it (plain EI, on these seeds, spends one of them on a
+    // far-off region worth about 0.01), in either direction of optimisation.
+    let budget = 17;
+    let last = OptimizerConfig::default().final_exploitation;
+    assert_eq!(last, 3);
+    for direction in [Direction::Maximize, Direction::Minimize] {
+        let sign = if direction == Direction::Maximize {
+            1.0
+        } else {
+            -1.0
+        };
+        let f = |p: &[ParamValue]| sign * bump(&floats(p));
+        for seed in 1..=3 {
+            let with = |b: Option<usize>, final_exploitation| OptimizerConfig {
+                budget: b,
+                direction,
+                final_exploitation,
+                ..config(seed)
+            };
+            let mut a = Optimizer::new(unit_box(2), with(Some(budget), last));
+            let mut b = Optimizer::new(unit_box(2), with(None, last));
+            let pa = run_sequential(&mut a, f, budget);
+            let pb = run_sequential(&mut b, f, budget);
+            assert_eq!(pa[..budget - last], pb[..budget - last], "seed {seed}");
+            assert_ne!(pa[budget - last..], pb[budget - last..], "seed {seed}");
+            let before = pa[..budget - last]
+                .iter()
+                .map(|p| bump(&floats(p)))
+                .fold(f64::NEG_INFINITY, f64::max);
+            for p in &pa[budget - last..] {
+                let v = bump(&floats(p));
+                assert!(
+                    v >= before - 1e-3,
+                    "{direction:?} seed {seed}: {p:?}: {v} < {before}"
+                );
+            }
+            assert_distinct(&pa);
+            // Turned off, the budget changes nothing.
+            let mut off = Optimizer::new(unit_box(2), with(Some(budget), 0));
+            assert_eq!(run_sequential(&mut off, f, budget), pb, "seed {seed}");
+        }
+    }
+}
+
+#[test]
+fn short_budgets_exploit_at_most_a_quarter_of_the_model_phase() {
+    // Budget 9 with the default design of 5: (9 - 5) / 4 = 1 final exploiting evaluation, so
+    // the 8th suggestion is still the expected improvement's.
+    let f = |p: &[ParamValue]| bump(&floats(p));
+    let with = |b: Option<usize>| OptimizerConfig {
+        budget: b,
+        ..config(1)
+    };
+    let mut a = Optimizer::new(unit_box(2), with(Some(9)));
+    let mut b = Optimizer::new(unit_box(2), with(None));
+    let (pa, pb) = (run_sequential(&mut a, f, 9), run_sequential(&mut b, f, 9));
+    assert_eq!(pa[..8], pb[..8]);
+    assert_ne!(pa[8], pb[8]);
+    // A budget no longer than the initial design never exploits.
+    let mut a = Optimizer::new(unit_box(2), with(Some(5)));
+    let mut b = Optimizer::new(unit_box(2), with(None));
+    assert_eq!(run_sequential(&mut a, f, 5), run_sequential(&mut b, f, 5));
 }

@@ -15,15 +15,18 @@ pub struct Sampler {
 impl Sampler {
     /// The optimiser's default initial design (`max(5, number of parameters)` Sobol points).
     pub fn new(space: &SearchSpace, seed: u64) -> Result<Sampler> {
-        Self::with_initial_trials(space, seed, None)
+        Self::with_plan(space, seed, None, None)
     }
 
     /// `initial_trials`: successful trials from the Sobol design before the model takes over
-    /// (`--initial_trials`); `None` for the default.
-    pub fn with_initial_trials(
+    /// (`--initial_trials`); `None` for the default. `trials`: the study's trial count, so that
+    /// its final trials exploit the model (`OptimizerConfig::final_exploitation`); `None` when
+    /// unknown.
+    pub fn with_plan(
         space: &SearchSpace,
         seed: u64,
         initial_trials: Option<usize>,
+        trials: Option<usize>,
     ) -> Result<Sampler> {
         let params = space
             .parameters
@@ -61,6 +64,7 @@ impl Sampler {
                 OptimizerConfig {
                     seed,
                     n_initial: initial_trials,
+                    budget: trials,
                     ..Default::default()
                 },
             ),
@@ -256,7 +260,7 @@ mod tests {
                 },
             }],
         };
-        let mut s = Sampler::with_initial_trials(&space, 1, Some(8)).unwrap();
+        let mut s = Sampler::with_plan(&space, 1, Some(8), None).unwrap();
         let batch: Vec<i64> = s
             .suggest(8, &[])
             .unwrap()

@@ -30,8 +30,13 @@ impl Schedule {
     /// Rebuilds the optimiser's knowledge from the store's trials, in trial order, and queues the
     /// interrupted ones.
     pub fn rebuild(study: &Study, existing: &[TrialRecord]) -> Result<Schedule> {
-        let mut sampler =
-            Sampler::with_initial_trials(&study.space, study.seed(), study.args.initial_trials)?;
+        let total = study.iterations.max(existing.len() as u64);
+        let mut sampler = Sampler::with_plan(
+            &study.space,
+            study.seed(),
+            study.args.initial_trials,
+            Some(total as usize),
+        )?;
         let mut to_resume = VecDeque::new();
         for t in existing {
             match t.state {
@@ -46,7 +51,7 @@ impl Schedule {
             sampler,
             to_resume,
             next_index: existing.iter().map(|t| t.index + 1).max().unwrap_or(0),
-            total: study.iterations.max(existing.len() as u64),
+            total,
         })
     }
 
