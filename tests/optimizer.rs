@@ -743,6 +743,29 @@ fn only_the_budgets_final_evaluations_exploit_the_model() {
 }
 
 #[test]
+fn observations_with_an_sem_turn_final_exploitation_off() {
+    // Under noise the noisy EI keeps choosing to the end: with SEMs a budget changes nothing.
+    let f = |p: &[ParamValue]| bump(&floats(p));
+    let run = |budget: Option<usize>| {
+        let mut opt = Optimizer::new(
+            unit_box(2),
+            OptimizerConfig {
+                budget,
+                ..config(1)
+            },
+        );
+        (0..17)
+            .map(|_| {
+                let p = opt.suggest(1, &[]).unwrap().remove(0);
+                opt.observe(&p, f(&p), Some(0.02)).unwrap();
+                p
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(Some(17)), run(None));
+}
+
+#[test]
 fn short_budgets_exploit_at_most_a_quarter_of_the_model_phase() {
     // Budget 9 with the default design of 5: (9 - 5) / 4 = 1 final exploiting evaluation, so
     // the 8th suggestion is still the expected improvement's.

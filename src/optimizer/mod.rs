@@ -39,8 +39,9 @@
 //!   improvement ([`noisy_ei`], Letham et al. 2019) — the mean LogEI over
 //!   [`OptimizerConfig::noisy_ei_draws`] quasi-random joint draws of the latent objective at the
 //!   modelled points, each draw's best as its incumbent — instead of EI against one incumbent.
-//! * **Final exploitation**: given the caller's [`OptimizerConfig::budget`], the last few
-//!   evaluations maximise the posterior mean (see [`OptimizerConfig::final_exploitation`]).
+//! * **Final exploitation**: given the caller's [`OptimizerConfig::budget`] and no SEMs, the
+//!   last few evaluations maximise the posterior mean (see
+//!   [`OptimizerConfig::final_exploitation`]).
 //! * **Parallel suggestions**: kriging believer — each pending or already-chosen point is added
 //!   to the model with its posterior mean as a fantasy observation, which collapses the variance
 //!   (and so the acquisition) around it. [`BatchStrategy::ConstantLiar`] uses the worst observed
@@ -351,14 +352,15 @@ pub struct OptimizerConfig {
     /// Evaluations the caller will make in all (a study's trial count), counting failed ones;
     /// `None` when open-ended. Only [`OptimizerConfig::final_exploitation`] uses it.
     pub budget: Option<usize>,
-    /// The last this-many evaluations of the `budget` maximise the model's posterior mean
-    /// instead of the expected improvement: exploration that late cannot pay off, while a point
-    /// at the predicted optimum improves what is finally chosen (the best value found without
-    /// noise; the recommendation under noise). Capped at a quarter of the evaluations after the
-    /// initial design. Evaluated, failed and pending points stay excluded as for any
-    /// suggestion. Default 3: on the 40-evaluation benchmark over seeds 0-39 it lowered the
-    /// median regret on all 8 noiseless functions and on 4 of 7 noisy ones (noisy seed pairs:
-    /// 156 better, 123 worse; BENCHMARKS.md). 0 turns it off.
+    /// Without SEMs, the last this-many evaluations of the `budget` maximise the model's
+    /// posterior mean instead of the expected improvement: exploration that late cannot pay
+    /// off, while a point at the predicted optimum can still raise the best value found. Capped
+    /// at a quarter of the evaluations after the initial design. Evaluated, failed and pending
+    /// points stay excluded as for any suggestion. Default 3: on the 40-evaluation benchmark over
+    /// seeds 0-39 it lowered the median regret on all 8 noiseless functions (220 seed pairs
+    /// better, 48 worse; BENCHMARKS.md). Not applied once any observation has an SEM: there it
+    /// won only 156 of 279 pairs, on 4 of 7 functions, and the model's chosen trial of 7 of 8
+    /// noisy `tune` studies was slightly worse with it. 0 turns it off.
     pub final_exploitation: usize,
 }
 
@@ -658,11 +660,16 @@ impl Optimizer {
     }
 
     /// Whether the evaluation with this 0-based number (observed, failed and pending points
-    /// before it) is one of the budget's final exploiting ones.
+    /// before it) is one of the budget's final exploiting ones. Never once an observation
+    /// carries an SEM: under noise the benchmarks did not show a consistent gain (see
+    /// [`OptimizerConfig::final_exploitation`]).
     fn exploits(&self, number: usize) -> bool {
         let Some(budget) = self.config.budget else {
             return false;
         };
+        if self.has_sem() {
+            return false;
+        }
         let cap = budget.saturating_sub(self.n_initial()) / 4;
         let last = self.config.final_exploitation.min(cap);
         last > 0 && number + last >= budget
