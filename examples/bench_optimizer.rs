@@ -333,9 +333,7 @@ fn main() {
         base.hyper_thin = v.parse().expect("--hyper-thin N");
     }
     let mut json_rows = Vec::new();
-    println!(
-        "metricbench GP, {suite_name} suite, budget {budget}, {seeds} seeds, prior {prior:?}"
-    );
+    println!("metricbench GP, {suite_name} suite, budget {budget}, {seeds} seeds, prior {prior:?}");
     println!(
         "{:<16} {:>14} {:>14} {:>16} {:>16} {:>10}",
         "function",
