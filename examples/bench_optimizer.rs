@@ -9,8 +9,8 @@
 //! Gaussian noise of sd `functions::noise_sd`, which the optimiser is told as the SEM; regret is
 //! the TRUE value at the optimiser's recommendation, `Optimizer::recommend`; a second line gives
 //! the true regret of the best point evaluated, the ceiling of any recommendation among the same
-//! evaluations); `mixed` (log float,
-//! log int, float and a 3-way choice on `functions::mixed_objective`).
+//! evaluations); `mixed` (log float, log int, float and a 3-way choice on
+//! `functions::mixed_objective`).
 //! `--scale` also times one fit + suggestion at 40 (with and without SEMs) and 500 observations in
 //! 6 dimensions.
 //! Options of the optimiser for experiments: `--n-initial N` (or `--n-initial-2d`: max(5, 2 ×
@@ -80,6 +80,19 @@ fn cpu_seconds() -> f64 {
     } else {
         f64::NAN
     }
+}
+
+/// Arithmetic mean; NaN when empty.
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
+}
+
+/// Comma-separated values in their shortest round-trip form, so runs can be compared bit for bit.
+fn round_trip_list(v: &[f64]) -> String {
+    v.iter()
+        .map(|r| format!("{r:e}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Standard normal draws from a seeded splitmix64 stream (Box–Muller), for the noisy suite.
@@ -376,10 +389,9 @@ fn main() {
             last.push(r.last_time);
             in_sample.extend(r.in_sample);
         }
-        let mean = regrets.iter().sum::<f64>() / regrets.len() as f64;
-        // Shortest round-trip form: runs can be compared bit for bit.
-        let all: Vec<String> = regrets.iter().map(|r| format!("{r:e}")).collect();
-        let all_in_sample: Vec<String> = in_sample.iter().map(|r| format!("{r:e}")).collect();
+        let mean_regret = mean(&regrets);
+        let all = round_trip_list(&regrets);
+        let all_in_sample = round_trip_list(&in_sample);
         // Hartmann-6 ends in its global basin or in the local one at regret ~0.12.
         let basin = (p.name == "hartmann6").then(|| regrets.iter().filter(|&&r| r < 0.119).count());
         let (mr, mt, ml, mc) = (
@@ -392,7 +404,7 @@ fn main() {
             "{:<16} {:>14.3e} {:>14.3e} {:>16.2} {:>16.2} {:>10.2}{}",
             p.name,
             mr,
-            mean,
+            mean_regret,
             mt,
             ml,
             mc,
@@ -405,15 +417,15 @@ fn main() {
             println!(
                 "{:<16} {:>14.3e} {:>14.3e}   (best point evaluated, true regret: the recommendation's ceiling)",
                 "",
-                median(&mut in_sample.clone()),
-                in_sample.iter().sum::<f64>() / in_sample.len() as f64
+                median(&mut in_sample),
+                mean(&in_sample)
             );
         }
         json_rows.push(format!(
-            "{{\"method\":\"metricbench-gp\",\"suite\":\"{suite_name}\",\"function\":\"{}\",\"median_regret\":{mr:e},\"mean_regret\":{mean:e},\"median_suggest_ms\":{mt},\"median_last_suggest_ms\":{ml},\"median_suggest_cpu_ms\":{mc},\"regrets\":[{}],\"in_sample_regrets\":[{}]}}",
+            "{{\"method\":\"metricbench-gp\",\"suite\":\"{suite_name}\",\"function\":\"{}\",\"median_regret\":{mr:e},\"mean_regret\":{mean_regret:e},\"median_suggest_ms\":{mt},\"median_last_suggest_ms\":{ml},\"median_suggest_cpu_ms\":{mc},\"regrets\":[{}],\"in_sample_regrets\":[{}]}}",
             p.name,
-            all.join(","),
-            all_in_sample.join(",")
+            all,
+            all_in_sample
         ));
     }
     if args.iter().any(|a| a == "--scale") {
