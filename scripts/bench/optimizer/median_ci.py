@@ -33,7 +33,10 @@ def load(paths, method):
     return method, by_function
 
 
-def interval(a, b, rng, resamples=20000):
+def interval(a, b, resamples=20000):
+    # A fresh, fixed stream per comparison: a row's interval does not depend on which other
+    # functions or columns the files hold.
+    rng = random.Random(0)
     ratios = []
     a_lower = 0
     for _ in range(resamples):
@@ -59,7 +62,6 @@ def main():
         sys.exit(__doc__)
     name_a, a = load(args[0], opts.get("--method-a"))
     name_b, b = load(args[1], opts.get("--method-b"))
-    rng = random.Random(0)
     print(f"A = {name_a}, B = {name_b}; ratio of medians A/B, bootstrap 90% interval, P(A's median lower)")
     print("| function | seeds A / B | median A | median B | A/B [90% interval] | P(A lower) | in-sample A | in-sample B | in-sample A/B [90%] |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -67,7 +69,7 @@ def main():
         if function not in b:
             continue
         rb = b[function]
-        ratio, lo, hi, p = interval(ra["regrets"], rb["regrets"], rng)
+        ratio, lo, hi, p = interval(ra["regrets"], rb["regrets"])
         cells = [
             function,
             f"{len(ra['regrets'])} / {len(rb['regrets'])}",
@@ -77,7 +79,7 @@ def main():
             f"{p:.2f}",
         ]
         if ra["in_sample"] and rb["in_sample"]:
-            ratio, lo, hi, _ = interval(ra["in_sample"], rb["in_sample"], rng)
+            ratio, lo, hi, _ = interval(ra["in_sample"], rb["in_sample"])
             cells += [
                 f"{statistics.median(ra['in_sample']):.3g}",
                 f"{statistics.median(rb['in_sample']):.3g}",
