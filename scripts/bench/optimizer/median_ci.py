@@ -20,8 +20,18 @@ import sys
 def load(paths, method):
     rows = []
     for path in paths.split(","):
-        with open(path) as fh:
-            rows.extend(json.load(fh))
+        try:
+            with open(path) as fh:
+                data = json.load(fh)
+            if not isinstance(data, list) or not all(
+                isinstance(r, dict) and {"method", "function", "regrets"} <= r.keys() for r in data
+            ):
+                raise ValueError("expected a JSON list of rows with method, function and regrets")
+        except (OSError, ValueError) as e:
+            sys.exit(f"median_ci.py: {path}: {e}")
+        rows.extend(data)
+    if not rows:
+        sys.exit(f"median_ci.py: {paths}: no rows")
     method = method or rows[0]["method"]
     by_function = {}
     for r in rows:
@@ -30,6 +40,8 @@ def load(paths, method):
         entry = by_function.setdefault(r["function"], {"regrets": [], "in_sample": []})
         entry["regrets"].extend(r["regrets"])
         entry["in_sample"].extend(r.get("in_sample_regrets", []))
+    if not by_function:
+        sys.exit(f"median_ci.py: {paths}: no rows of method {method!r}")
     return method, by_function
 
 
@@ -56,6 +68,8 @@ def main():
     for flag in ("--method-a", "--method-b"):
         if flag in args:
             i = args.index(flag)
+            if i + 1 >= len(args):
+                sys.exit(f"median_ci.py: {flag} needs a method name")
             opts[flag] = args[i + 1]
             del args[i : i + 2]
     if len(args) != 2:
