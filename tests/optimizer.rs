@@ -742,27 +742,97 @@ fn only_the_budgets_final_evaluations_exploit_the_model() {
     }
 }
 
+/// `n` evaluations of the bump, each reported with an SEM of 0.02.
+fn run_with_sems(config: OptimizerConfig, n: usize) -> Vec<Point> {
+    let mut opt = Optimizer::new(unit_box(2), config);
+    (0..n)
+        .map(|_| {
+            let p = opt.suggest(1, &[]).unwrap().remove(0);
+            opt.observe(&p, bump(&floats(&p)), Some(0.02)).unwrap();
+            p
+        })
+        .collect()
+}
+
 #[test]
 fn observations_with_an_sem_turn_final_exploitation_off() {
-    // Under noise the noisy EI keeps choosing to the end: with SEMs a budget changes nothing.
-    let f = |p: &[ParamValue]| bump(&floats(p));
+    // Under noise the posterior-mean rule never runs: with the knowledge-gradient phase off, a
+    // budget changes nothing.
     let run = |budget: Option<usize>| {
-        let mut opt = Optimizer::new(
-            unit_box(2),
+        run_with_sems(
             OptimizerConfig {
                 budget,
+                knowledge_gradient_last: 0,
                 ..config(1)
             },
-        );
-        (0..17)
-            .map(|_| {
-                let p = opt.suggest(1, &[]).unwrap().remove(0);
-                opt.observe(&p, f(&p), Some(0.02)).unwrap();
-                p
-            })
-            .collect::<Vec<_>>()
+            17,
+        )
     };
     assert_eq!(run(Some(17)), run(None));
+}
+
+#[test]
+fn under_noise_the_budgets_final_evaluations_maximise_the_knowledge_gradient() {
+    // With SEMs and a budget of 25 (design of 5, so at most (25 - 5) / 4 = 5 final ones), the
+    // same seed proposes the same points as without a budget until the last five, and different
+    // ones there; those are new points, a function of the seed, and they stay near the bump's top
+    // (the knowledge gradient is worth nothing where no outcome can change the choice).
+    let budget = 25;
+    let last = OptimizerConfig::default().knowledge_gradient_last;
+    assert_eq!(last, 5);
+    for seed in 1..=3 {
+        let with = |b: Option<usize>| OptimizerConfig {
+            budget: b,
+            ..config(seed)
+        };
+        let pa = run_with_sems(with(Some(budget)), budget);
+        let pb = run_with_sems(with(None), budget);
+        assert_eq!(pa[..budget - last], pb[..budget - last], "seed {seed}");
+        assert_ne!(pa[budget - last..], pb[budget - last..], "seed {seed}");
+        assert_distinct(&pa);
+        assert_eq!(run_with_sems(with(Some(budget)), budget), pa, "seed {seed}");
+        for p in &pa[budget - last..] {
+            let v = bump(&floats(p));
+            assert!(v > 0.5, "seed {seed}: {p:?} is far from the top ({v})");
+        }
+    }
+    // Short budgets identify less: (9 - 5) / 4 = 1 final evaluation.
+    let with = |b: Option<usize>| OptimizerConfig {
+        budget: b,
+        ..config(1)
+    };
+    let (pa, pb) = (
+        run_with_sems(with(Some(9)), 9),
+        run_with_sems(with(None), 9),
+    );
+    assert_eq!(pa[..8], pb[..8]);
+    assert_ne!(pa[8], pb[8]);
+}
+
+#[test]
+fn knowledge_gradient_suggestions_keep_batches_apart_and_skip_evaluated_points() {
+    // Batch suggestions in the final phase: distinct from each other, from pending points and
+    // from everything evaluated, in a mixed space too.
+    let space = mixed_space();
+    let mut opt = Optimizer::new(
+        space.clone(),
+        OptimizerConfig {
+            budget: Some(30),
+            ..config(4)
+        },
+    );
+    let mut seen: Vec<Point> = Vec::new();
+    while seen.len() < 24 {
+        let p = opt.suggest(1, &[]).unwrap().remove(0);
+        opt.observe(&p, mixed_objective(&p), Some(0.05)).unwrap();
+        seen.push(p);
+    }
+    let pending = vec![seen[seen.len() - 1].clone()];
+    let batch = opt.suggest(3, &pending).unwrap();
+    assert_eq!(batch.len(), 3);
+    let mut all = seen.clone();
+    all.extend(batch.iter().cloned());
+    assert_distinct(&all);
 }
 
 #[test]
