@@ -53,6 +53,10 @@ fn values(point: &[ParamValue]) -> Vec<f64> {
         .collect()
 }
 
+/// Noisy suite: how many final suggestions get their own CPU-time line (the default
+/// knowledge-gradient phase of a 40-evaluation run).
+const LATE: usize = 5;
+
 struct RunResult {
     regret: f64,
     /// Noisy suite: the true regret of the best point evaluated (what a perfect recommendation
@@ -60,6 +64,9 @@ struct RunResult {
     in_sample: Option<f64>,
     gp_times: Vec<f64>,
     gp_cpu: Vec<f64>,
+    /// Noisy suite: CPU seconds of the last [`LATE`] suggestions (the knowledge gradient's by
+    /// default, the noisy EI's with `--kg-last 0`), the most expensive ones: refits grow with n.
+    late_cpu: Vec<f64>,
     last_time: f64,
 }
 
@@ -149,6 +156,7 @@ fn run(
     base: &OptimizerConfig,
     suite: Suite,
     design_2d: bool,
+    replicate_last: usize,
 ) -> RunResult {
     let space = if suite == Suite::Mixed {
         mixed_space()
@@ -172,15 +180,25 @@ fn run(
     let mut best = f64::INFINITY;
     let mut gp_times = Vec::new();
     let mut gp_cpu = Vec::new();
+    let mut late_cpu = Vec::new();
     let mut last_time = 0.0;
     for i in 0..budget {
         let t = Instant::now();
         let c = cpu_seconds();
-        let pts = opt.suggest(1, &[]).expect("suggest");
+        // `--replicate-last R` (an experiment): the last R evaluations re-measure the current
+        // recommendation instead of asking the optimiser.
+        let pts = if sd.is_some() && i + replicate_last >= budget {
+            vec![opt.recommend().expect("observations").point]
+        } else {
+            opt.suggest(1, &[]).expect("suggest")
+        };
         let dt = t.elapsed().as_secs_f64();
         if i >= n_init {
             gp_times.push(dt);
             gp_cpu.push(cpu_seconds() - c);
+            if sd.is_some() && i + LATE >= budget {
+                late_cpu.push(cpu_seconds() - c);
+            }
         }
         last_time = dt;
         let y = if suite == Suite::Mixed {
@@ -221,15 +239,22 @@ fn run(
         in_sample,
         gp_times,
         gp_cpu,
+        late_cpu,
         last_time,
     }
 }
 
 fn scale_check() {
-    // (observations, repetitions, with SEMs): the noisy-EI line gives every observation Hartmann-6's
-    // noise sd of the noisy suite as its SEM (values stay exact: only the acquisition's cost is
-    // measured).
-    for &(n, reps, noisy) in &[(40usize, 5usize, false), (40, 5, true), (500, 2, false)] {
+    // (observations, repetitions, with SEMs, knowledge gradient): the SEM lines give every
+    // observation Hartmann-6's noise sd of the noisy suite as its SEM (values stay exact: only the
+    // acquisition's cost is measured); the knowledge-gradient line tells the optimiser the budget
+    // ends with this suggestion, so it is one of the final ones.
+    for &(n, reps, noisy, kg) in &[
+        (40usize, 5usize, false, false),
+        (40, 5, true, false),
+        (40, 5, true, true),
+        (500, 2, false, false),
+    ] {
         let p = &problems()[1];
         let sem = noise_sd(p.name).filter(|_| noisy);
         let mut times = Vec::new();
@@ -240,6 +265,7 @@ fn scale_check() {
                 OptimizerConfig {
                     seed: rep as u64,
                     direction: Direction::Minimize,
+                    budget: kg.then_some(n + 1),
                     ..Default::default()
                 },
             );
@@ -264,7 +290,11 @@ fn scale_check() {
         }
         println!(
             "scale: fit + 1 suggestion at n={n}, d=6{}: median {:.1} ms wall, {:.1} ms CPU over {reps}",
-            if noisy { ", with SEMs (noisy EI)" } else { "" },
+            match (noisy, kg) {
+                (false, _) => "",
+                (true, false) => ", with SEMs (noisy EI)",
+                (true, true) => ", with SEMs, final (knowledge gradient)",
+            },
             1e3 * median(&mut times),
             1e3 * median(&mut cpu)
         );
@@ -301,6 +331,9 @@ fn main() {
     let suite_name = ["noiseless", "noisy", "mixed"][suite as usize];
     let only = get("--functions");
     let design_2d = args.iter().any(|a| a == "--n-initial-2d");
+    let replicate_last: usize = get("--replicate-last")
+        .map(|v| v.parse().expect("--replicate-last R"))
+        .unwrap_or(0);
     let mut base = OptimizerConfig {
         prior,
         budget: Some(budget),
@@ -308,6 +341,9 @@ fn main() {
     };
     if let Some(v) = get("--final-exploitation") {
         base.final_exploitation = v.parse().expect("--final-exploitation K");
+    }
+    if let Some(v) = get("--kg-last") {
+        base.knowledge_gradient_last = v.parse().expect("--kg-last K");
     }
     if args.iter().any(|a| a == "--no-compress") {
         base.compress_bad_tail = false;
@@ -379,13 +415,15 @@ fn main() {
         let mut regrets = Vec::new();
         let mut times = Vec::new();
         let mut cpu = Vec::new();
+        let mut late_cpu = Vec::new();
         let mut last = Vec::new();
         let mut in_sample = Vec::new();
         for seed in first_seed..first_seed + seeds {
-            let r = run(&p, seed, budget, &base, suite, design_2d);
+            let r = run(&p, seed, budget, &base, suite, design_2d, replicate_last);
             regrets.push(r.regret);
             times.extend(r.gp_times);
             cpu.extend(r.gp_cpu);
+            late_cpu.extend(r.late_cpu);
             last.push(r.last_time);
             in_sample.extend(r.in_sample);
         }
@@ -413,6 +451,13 @@ fn main() {
                 regrets.len()
             )),
         );
+        let late_ms = (!late_cpu.is_empty()).then(|| 1e3 * median(&mut late_cpu));
+        if let Some(ms) = late_ms {
+            println!(
+                "{:<16} {:>14} {:>14}   (median CPU ms of the last {LATE} suggestions: {ms:.2})",
+                "", "", ""
+            );
+        }
         if !in_sample.is_empty() {
             println!(
                 "{:<16} {:>14.3e} {:>14.3e}   (best point evaluated, true regret: the recommendation's ceiling)",
@@ -422,8 +467,9 @@ fn main() {
             );
         }
         json_rows.push(format!(
-            "{{\"method\":\"metricbench-gp\",\"suite\":\"{suite_name}\",\"function\":\"{}\",\"median_regret\":{mr:e},\"mean_regret\":{mean_regret:e},\"median_suggest_ms\":{mt},\"median_last_suggest_ms\":{ml},\"median_suggest_cpu_ms\":{mc},\"regrets\":[{}],\"in_sample_regrets\":[{}]}}",
+            "{{\"method\":\"metricbench-gp\",\"suite\":\"{suite_name}\",\"function\":\"{}\",\"median_regret\":{mr:e},\"mean_regret\":{mean_regret:e},\"median_suggest_ms\":{mt},\"median_last_suggest_ms\":{ml},\"median_suggest_cpu_ms\":{mc},\"median_late_suggest_cpu_ms\":{},\"regrets\":[{}],\"in_sample_regrets\":[{}]}}",
             p.name,
+            late_ms.map_or("null".to_string(), |v| v.to_string()),
             all,
             all_in_sample
         ));
