@@ -20,8 +20,9 @@ impl Sampler {
 
     /// `initial_trials`: successful trials from the Sobol design before the model takes over
     /// (`--initial_trials`); `None` for the default. `trials`: the study's trial count, so that
-    /// its final trials exploit the model (`OptimizerConfig::final_exploitation`); `None` when
-    /// unknown.
+    /// its final trials exploit the model (`OptimizerConfig::final_exploitation`) or, once trials
+    /// report SEMs, maximise the knowledge gradient (`OptimizerConfig::knowledge_gradient_last`);
+    /// `None` when unknown.
     pub fn with_plan(
         space: &SearchSpace,
         seed: u64,
