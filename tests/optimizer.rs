@@ -41,10 +41,20 @@ fn config(seed: u64) -> OptimizerConfig {
 }
 
 fn run_sequential(opt: &mut Optimizer, f: impl Fn(&[ParamValue]) -> f64, n: usize) -> Vec<Point> {
+    run_sequential_with_sem(opt, f, n, None)
+}
+
+/// `n` suggestions one at a time, each observed with the same `sem`.
+fn run_sequential_with_sem(
+    opt: &mut Optimizer,
+    f: impl Fn(&[ParamValue]) -> f64,
+    n: usize,
+    sem: Option<f64>,
+) -> Vec<Point> {
     let mut all = Vec::new();
     for _ in 0..n {
         let p = opt.suggest(1, &[]).unwrap().remove(0);
-        opt.observe(&p, f(&p), None).unwrap();
+        opt.observe(&p, f(&p), sem).unwrap();
         all.push(p);
     }
     all
@@ -745,13 +755,7 @@ fn only_the_budgets_final_evaluations_exploit_the_model() {
 /// `n` evaluations of the bump, each reported with an SEM of 0.02.
 fn run_with_sems(config: OptimizerConfig, n: usize) -> Vec<Point> {
     let mut opt = Optimizer::new(unit_box(2), config);
-    (0..n)
-        .map(|_| {
-            let p = opt.suggest(1, &[]).unwrap().remove(0);
-            opt.observe(&p, bump(&floats(&p)), Some(0.02)).unwrap();
-            p
-        })
-        .collect()
+    run_sequential_with_sem(&mut opt, |p| bump(&floats(p)), n, Some(0.02))
 }
 
 #[test]

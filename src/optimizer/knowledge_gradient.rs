@@ -68,6 +68,11 @@ impl KnowledgeGradient {
         }
     }
 
+    /// Posterior mean at each choosable point.
+    pub(crate) fn means(&self) -> &[f64] {
+        &self.means
+    }
+
     /// `KG(x)` at each point, on the model's (standardised, larger-is-better) scale; never
     /// negative. The kernel rows of all points at once, so the products with the model's inverse
     /// are matrix products.

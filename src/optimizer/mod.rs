@@ -684,26 +684,25 @@ impl Optimizer {
     /// carries an SEM: under noise the benchmarks did not show a consistent gain (see
     /// [`OptimizerConfig::final_exploitation`]).
     fn exploits(&self, number: usize) -> bool {
+        !self.has_sem() && self.in_final(number, self.config.final_exploitation)
+    }
+
+    /// Whether the evaluation with this 0-based number (observed, failed and pending points
+    /// before it) is among the budget's last `last`, capped at a quarter of the evaluations after
+    /// the initial design. Never without a budget.
+    fn in_final(&self, number: usize, last: usize) -> bool {
         let Some(budget) = self.config.budget else {
             return false;
         };
-        if self.has_sem() {
-            return false;
-        }
         let cap = budget.saturating_sub(self.n_initial()) / 4;
-        let last = self.config.final_exploitation.min(cap);
+        let last = last.min(cap);
         last > 0 && number + last >= budget
     }
 
     /// Whether the evaluation with this 0-based number is one of the budget's final ones chosen
     /// by the knowledge gradient (only once an observation carries an SEM).
     fn identifies(&self, number: usize) -> bool {
-        let Some(budget) = self.config.budget else {
-            return false;
-        };
-        let cap = budget.saturating_sub(self.n_initial()) / 4;
-        let last = self.config.knowledge_gradient_last.min(cap);
-        self.has_sem() && last > 0 && number + last >= budget
+        self.has_sem() && self.in_final(number, self.config.knowledge_gradient_last)
     }
 
     /// The candidate with the largest knowledge gradient (mean over the model's members): the
@@ -738,12 +737,14 @@ impl Optimizer {
             total
         };
         let score = |x: &[f64]| score_many(std::slice::from_ref(&x.to_vec()))[0];
-        // Perturbations around the points the model ranks highest, the candidates the choice
-        // is between.
-        let means: Vec<f64> = (0..n_real).map(|i| post.mean(post.data().row(i))).collect();
+        // Perturbations around the points the model ranks highest (posterior mean over the
+        // members, as `Model::mean`), the candidates the choice is between.
+        let means: Vec<f64> = (0..n_real)
+            .map(|i| kgs.iter().map(|k| k.means()[i]).sum::<f64>() / kgs.len() as f64)
+            .collect();
         let mut leaders: Vec<usize> = (0..n_real).collect();
         leaders.sort_by(|&a, &b| means[b].total_cmp(&means[a]).then(a.cmp(&b)));
-        let (pool, _) = self.candidate_pool_sized(post, &leaders, rng);
+        let (pool, _) = self.candidate_pool(post, &leaders, rng);
         let mut scored: Vec<(f64, usize)> = score_many(&pool)
             .into_iter()
             .enumerate()
@@ -995,12 +996,10 @@ impl Optimizer {
         Some((post, best, transform))
     }
 
-    /// The acquisition maximiser. Returns a snapped encoded point not in `excluded`, or `None`
-    /// when no such point can be found (only in an exhausted finite space).
     /// Candidate pool of an acquisition search: scrambled Sobol points (or the whole space when
-    /// it is small and finite), then perturbations of the five best observed points; also
-    /// returns how many of the first are Sobol points.
-    fn candidate_pool_sized(
+    /// it is small and finite), then perturbations of the first five `leaders` (rows of the model
+    /// data); also returns how many of the first are Sobol points.
+    fn candidate_pool(
         &self,
         post: &Model,
         leaders: &[usize],
@@ -1039,6 +1038,8 @@ impl Optimizer {
         (pool, n_sobol)
     }
 
+    /// The acquisition maximiser. Returns a snapped encoded point not in `excluded`, or `None`
+    /// when no such point can be found (only in an exhausted finite space).
     fn maximize_acquisition(
         &self,
         post: &Model,
@@ -1048,13 +1049,12 @@ impl Optimizer {
         rng: &mut Rng,
     ) -> Option<Vec<f64>> {
         let is_excluded = |x: &[f64]| is_excluded(x, excluded, near);
-
         let data = post.data();
         // Real observations come first in the model data; fantasies (pending points) follow.
         let n_real = self.observations.len().min(data.n());
         let mut order: Vec<usize> = (0..n_real).collect();
         order.sort_by(|&a, &b| data.y[b].total_cmp(&data.y[a]).then(a.cmp(&b)));
-        let (pool, n_sobol) = self.candidate_pool_sized(post, &order, rng);
+        let (pool, n_sobol) = self.candidate_pool(post, &order, rng);
         let scores: Vec<f64> = post
             .log_acq_many(&pool, best)
             .into_iter()
