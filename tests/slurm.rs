@@ -524,8 +524,11 @@ fn the_real_worker_trains_as_a_slurm_job() {
                 "--optimizers",
                 "{trunk_optimizer: {Adam: {lr~LOG_BAYESIAN~: [0.0001, 0.01]}}, \
                  embedder_optimizer: {Adam: {lr: 0.001}}}",
+                // A libtorch worker holds about 430 MB once the library is loaded, above the local
+                // cluster's default of 256 MB per CPU; memory is sampled every second, so without
+                // an explicit `mem` the job lived or was killed depending on timing.
                 "--slurm",
-                "{cpus_per_task: 1}",
+                "{cpus_per_task: 1, mem: 2G}",
             ]),
     );
     let study = dir.path().join(&name);
